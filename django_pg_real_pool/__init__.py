@@ -1,0 +1,34 @@
+"""A Django PostgreSQL backend that returns pooled connections as soon as possible.
+
+Use it with ``DATABASES[...]["ENGINE"] = "django_pg_real_pool"``. The public API
+is what ``__all__`` lists; everything in ``_``-prefixed modules is internal.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .errors import LeakedConnection, PoolExhausted, SessionStateError
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "LeakedConnection",
+    "PoolExhausted",
+    "SessionStateError",
+    "__version__",
+    "pinned",
+]
+
+if TYPE_CHECKING:
+    from ._pinned import pinned
+
+
+def __getattr__(name: str) -> Any:
+    # pinned() needs django.db; importing it lazily keeps `import
+    # django_pg_real_pool` free of Django set-up (settings may not be ready).
+    if name == "pinned":
+        from ._pinned import pinned
+
+        return pinned
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,121 @@
+"""Django cursor wrappers that count as holders of the connection lease.
+
+A cursor holds the connection from its creation until it is closed (or, for a
+client-side cursor, iterated to the end: its rows are then all in memory). A
+server-side cursor holds it until closed, whatever the transaction state: its
+rows still live on that backend.
+
+After ``connection.close()`` ended the lease under an open cursor, the cursor
+refuses to run: its psycopg cursor belongs to a connection that may already
+serve another thread, so it is never touched again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+from django.db.backends.postgresql.base import CursorDebugWrapper as PGCursorDebugWrapper
+from django.db.backends.utils import CursorWrapper
+from django.db.utils import InterfaceError
+
+if TYPE_CHECKING:
+    from ._lease import LeaseMixin
+
+
+class LeasedCursorMixin:
+    """Lease bookkeeping for :class:`CursorWrapper` subclasses."""
+
+    cursor: Any
+    db: LeaseMixin
+
+    def __init__(self, cursor: Any, db: LeaseMixin) -> None:
+        super().__init__(cursor, db)  # type: ignore[call-arg]
+        self._server_side = isinstance(cursor, psycopg.ServerCursor)
+        self._gen = db._lease_gen
+        self._holding = True
+        db._lease_cursors += 1
+
+    def _check_usable(self) -> None:
+        db = self.db
+        if self._gen == db._lease_gen and self._holding:
+            return
+        if self._holding or self._server_side:
+            raise InterfaceError(
+                "cursor already closed: connection.close() returned its connection to "
+                "the pool while this cursor was open"
+            )
+        # A client-side cursor that let go after its rows were read: borrow
+        # again and run on a fresh psycopg cursor (possibly another backend).
+        db.ensure_connection()
+        with db.wrap_database_errors:
+            self.cursor = db.create_cursor()
+        self._gen = db._lease_gen
+        self._holding = True
+        db._lease_cursors += 1
+
+    def _let_go(self) -> None:
+        """Stop holding the lease (the psycopg cursor is left as it is)."""
+        if self._holding:
+            self._holding = False
+            db = self.db
+            if self._gen == db._lease_gen:
+                db._lease_cursors -= 1
+                db._lease_maybe_release()
+
+    def __getattr__(self, attr: str) -> Any:
+        # fetch*() of a server-side cursor talks to the server: never on a
+        # connection that went back to the pool.
+        if self._server_side and self._gen != self.db._lease_gen:
+            raise InterfaceError(
+                "cursor already closed: connection.close() returned its connection to "
+                "the pool while this server-side cursor was open"
+            )
+        return super().__getattr__(attr)  # type: ignore[misc]
+
+    def execute(self, sql: Any, params: Any = None) -> Any:
+        self._check_usable()
+        self.db._lease_inspect(sql)
+        return super().execute(sql, params)  # type: ignore[misc]
+
+    def executemany(self, sql: Any, param_list: Any) -> Any:
+        self._check_usable()
+        self.db._lease_inspect(sql)
+        return super().executemany(sql, param_list)  # type: ignore[misc]
+
+    def callproc(self, procname: Any, params: Any = None, kparams: Any = None) -> Any:
+        self._check_usable()
+        return super().callproc(procname, params, kparams)  # type: ignore[misc]
+
+    def __iter__(self) -> Iterator[Any]:
+        if self._gen != self.db._lease_gen and self._holding:
+            self._check_usable()
+        with self.db.wrap_database_errors:
+            yield from self.cursor
+        if not self._server_side:
+            self._let_go()
+
+    def close(self) -> None:
+        db = self.db
+        if self._gen != db._lease_gen and self._holding:
+            # The lease ended under us: the psycopg cursor is not ours to touch.
+            self._holding = False
+            return
+        try:
+            if self._holding or not self._server_side:
+                self.cursor.close()
+        finally:
+            self._let_go()
+
+
+class LeasedCursorWrapper(LeasedCursorMixin, CursorWrapper):
+    """``CursorWrapper`` holding the lease while open."""
+
+
+class LeasedCursorDebugWrapper(LeasedCursorMixin, PGCursorDebugWrapper):
+    """``CursorDebugWrapper`` (``DEBUG``, ``assertNumQueries``) holding the lease."""
+
+    def copy(self, statement: Any) -> Any:
+        self._check_usable()
+        return super().copy(statement)

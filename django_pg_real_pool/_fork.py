@@ -1,0 +1,133 @@
+"""Per-process bookkeeping: live wrappers, their counters, and fork safety.
+
+After ``fork()`` the child inherits the parent's pools: their sockets, their
+locks (possibly held by a thread that does not exist in the child) and their
+worker threads (which do not exist either). The child must never use or close
+them: closing sends a Terminate message on a socket the parent still uses.
+``os.register_at_fork`` therefore makes the child forget every inherited pool
+and connection without touching it, and start with empty pools.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import weakref
+from collections import Counter
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._lease import LeaseMixin
+
+logger = logging.getLogger("django_pg_real_pool")
+
+# Guards _wrappers and _retired (written from every thread that creates or
+# drops a wrapper; read by telemetry).
+_lock = threading.Lock()
+_wrappers: weakref.WeakSet[LeaseMixin] = weakref.WeakSet()
+#: Counters of wrappers that were garbage collected, per alias.
+_retired: dict[str, Counter[str]] = {}
+_retired_queue: list[tuple[str, Counter[str]]] = []
+
+#: Connections of wrappers that died holding them: returned at the next
+#: acquire by any thread. Never from the finalizer itself, which may run inside
+#: the pool's critical section (GC can trigger anywhere).
+orphans: list[tuple[Any, Any]] = []
+
+#: Inherited objects a child process must neither use nor let be finalized
+#: (finalizing a psycopg connection closes its socket cleanly, which ends the
+#: parent's session). Kept for the child's lifetime.
+_graveyard: list[Any] = []
+
+#: Extra callbacks run in the child after fork (engines register their pools).
+_child_hooks: list[Callable[[], list[Any]]] = []
+
+COUNTER_KEYS = (
+    "acquires",
+    "releases",
+    "wait_us",
+    "use_us",
+    "resets",
+    "discards",
+    "stale",
+    "session_pins",
+    "forced_releases",
+)
+
+
+def new_counters() -> Counter[str]:
+    """A fresh per-wrapper counter set (only its owning thread writes it)."""
+    return Counter()
+
+
+class HeldBox:
+    """The connection a wrapper holds, readable after the wrapper is gone."""
+
+    __slots__ = ("adapter", "conn")
+
+    def __init__(self) -> None:
+        self.adapter: Any = None
+        self.conn: Any = None
+
+
+def register(wrapper: LeaseMixin) -> HeldBox:
+    """Track a wrapper for fork handling and statistics; return its box."""
+    box = HeldBox()
+    with _lock:
+        _wrappers.add(wrapper)
+    weakref.finalize(wrapper, _retire, wrapper.alias, wrapper._lease_counters, box)
+    return box
+
+
+def _retire(alias: str, counters: Counter[str], box: HeldBox) -> None:
+    # Runs wherever GC runs: no locks here, only atomic list appends.
+    if box.conn is not None:
+        orphans.append((box.adapter, box.conn))
+    _retired_queue.append((alias, counters))
+
+
+def wrappers() -> list[LeaseMixin]:
+    """All live wrappers of this process (any thread)."""
+    with _lock:
+        return list(_wrappers)
+
+
+def counters_by_alias() -> dict[str, Counter[str]]:
+    """Summed counters of live and retired wrappers, per alias."""
+    with _lock:
+        while _retired_queue:
+            alias, counters = _retired_queue.pop()
+            _retired.setdefault(alias, Counter()).update(counters)
+        total = {alias: Counter(c) for alias, c in _retired.items()}
+        live = list(_wrappers)
+    for wrapper in live:
+        total.setdefault(wrapper.alias, Counter()).update(wrapper._lease_counters)
+    return total
+
+
+def return_orphans() -> None:
+    """Close and return connections whose wrapper died holding them."""
+    while orphans:
+        try:
+            adapter, conn = orphans.pop()
+        except IndexError:
+            return
+        adapter.raw(conn).close()
+        adapter.putconn(conn)
+
+
+def _after_fork_in_child() -> None:
+    # Nothing here may block or talk to the server: other threads' locks may
+    # be held forever in the child.
+    global _lock
+    _lock = threading.Lock()
+    orphans.clear()
+    for hook in _child_hooks:
+        _graveyard.extend(hook())
+    for wrapper in list(_wrappers):
+        _graveyard.extend(wrapper._lease_forget_after_fork())
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -1,0 +1,508 @@
+"""When a pooled connection is held, and when it goes back.
+
+:class:`LeaseMixin` goes in front of a Django PostgreSQL ``DatabaseWrapper``.
+The wrapper borrows a connection when Django first needs one
+(``ensure_connection()``) and gives it back as soon as nothing holds it. The
+holders are:
+
+* open cursors (counted; a server-side cursor until it is closed),
+* a transaction: ``atomic()``, autocommit switched off, or a transaction the
+  server reports open (``BEGIN`` sent as raw SQL),
+* ``pinned()`` blocks (counted),
+* session state the code set outside ``pinned()`` (the connection then stays
+  until ``close()``: end of request or task).
+
+Borrowing skips Django's ``connect()``: each physical connection is configured
+once (time zone, role, isolation level, ``connection_created``), so a
+re-borrow is a ``getconn()`` and a few attribute writes. Giving back is a
+``putconn()``, preceded by a rollback or a ``DISCARD ALL`` only when the
+connection needs one.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from time import monotonic
+from typing import TYPE_CHECKING, Any
+
+import django
+import psycopg
+from django.db import DEFAULT_DB_ALIAS
+from django.db.backends.base.base import RAN_DB_VERSION_CHECK, BaseDatabaseWrapper
+from django.db.backends.signals import connection_created
+from django.db.utils import ProgrammingError
+from django.utils.asyncio import async_unsafe
+from psycopg.pq import TransactionStatus
+
+from . import _fork, _session
+from ._cursors import LeasedCursorDebugWrapper, LeasedCursorWrapper
+from ._pools import ConnState, PoolAdapter, PoolGone, ping, socket_is_readable
+from ._settings import RealPoolSettings, parse_settings
+from .errors import SessionStateError
+
+if TYPE_CHECKING:
+    from django.db.backends.postgresql.base import DatabaseWrapper as PGWrapper
+
+    _Base = PGWrapper
+else:
+    _Base = object
+
+logger = logging.getLogger("django_pg_real_pool")
+
+_IDLE = TransactionStatus.IDLE
+_INTRANS_OR_ERROR = (TransactionStatus.INTRANS, TransactionStatus.INERROR)
+# Stale connections replaced in one acquire before giving up (the pool refills
+# in the background; a server that is down fails fast instead of looping).
+_MAX_STALE_IN_ONE_ACQUIRE = 64
+_PACKAGE_DIR = os.path.dirname(__file__)
+_DJANGO_DIR = os.path.dirname(django.__file__)
+
+
+class LeaseMixin(_Base):
+    """Release-as-soon-as-possible behaviour for a Django PostgreSQL wrapper.
+
+    Engines provide :meth:`_lease_make_adapter`; everything else is shared.
+    """
+
+    # Per-process: call sites already warned about session state.
+    _warned_sites: set[tuple[str, int]] = set()
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._lease_adapter: PoolAdapter | None = None
+        self._lease_settings: RealPoolSettings | None = None
+        self._lease_enabled = self._lease_is_enabled()
+        self._lease_raw: Any = None
+        self._lease_state: ConnState | None = None
+        self._lease_cursors = 0
+        self._lease_pins = 0
+        self._lease_sticky = False
+        self._lease_dirty: str | None = None
+        self._lease_configuring = False
+        # Bumped at every borrow: cursors from an earlier borrow see it changed.
+        self._lease_gen = 0
+        self._lease_acquired_at = 0.0
+        self._lease_site: list[traceback.FrameSummary] | None = None
+        self._lease_counters = _fork.new_counters()
+        self._lease_box = _fork.register(self)
+
+    # -- hooks for engines ------------------------------------------------
+
+    def _lease_is_enabled(self) -> bool:
+        """Whether this wrapper borrows per query (False: stock behaviour)."""
+        raise NotImplementedError
+
+    def _lease_make_adapter(self) -> PoolAdapter:
+        """Create (or find) this alias's pool; validate its settings."""
+        raise NotImplementedError
+
+    # -- Django hooks -------------------------------------------------------
+
+    def get_connection_params(self) -> dict[str, Any]:
+        params = super().get_connection_params()
+        # Our settings must not reach psycopg.connect().
+        params.pop("real_pool", None)
+        return params
+
+    def get_autocommit(self) -> bool:
+        # Answer without borrowing: a released wrapper is always in the
+        # configured mode (it is never released with autocommit off).
+        if self.connection is None and self._lease_enabled and not self.in_atomic_block:
+            return bool(self.settings_dict["AUTOCOMMIT"])
+        return super().get_autocommit()
+
+    @async_unsafe
+    def ensure_connection(self) -> None:
+        if self.connection is not None:
+            return
+        if not self._lease_enabled:
+            super().ensure_connection()
+            return
+        if self.in_atomic_block and self.closed_in_transaction:
+            raise ProgrammingError("Cannot open a new connection in an atomic block.")
+        with self.wrap_database_errors:
+            self.connect()
+
+    @async_unsafe
+    def connect(self) -> None:
+        if not self._lease_enabled:
+            super().connect()
+            return
+        if self._lease_settings is None:
+            self._lease_prepare()
+        # The same resets as BaseDatabaseWrapper.connect(), minus the per-connect
+        # work (settings checks, connection params) done once in _lease_prepare.
+        self.in_atomic_block = False
+        self.savepoint_ids = []
+        self.atomic_blocks = []
+        self.needs_rollback = False
+        self.closed_in_transaction = False
+        self.errors_occurred = False
+        self.health_check_done = True
+        self.run_on_commit = []
+        self._lease_acquire()
+        if self.settings_dict["AUTOCOMMIT"]:
+            # Pooled connections are always in autocommit: nothing to send.
+            self.autocommit = True
+        else:
+            self.set_autocommit(False)
+        if self.alias not in RAN_DB_VERSION_CHECK:
+            # Django reads the version with a query on a temporary cursor,
+            # whose close would release the connection under connect(): read
+            # it from the connection instead (no round trip).
+            self.__dict__.setdefault("pg_version", self._lease_raw.info.server_version)
+            # Only the base class part: the PostgreSQL part configures the
+            # connection, done once per physical connection in _lease_configure.
+            BaseDatabaseWrapper.init_connection_state(self)
+
+    def set_autocommit(
+        self, autocommit: bool, force_begin_transaction_with_broken_autocommit: bool = False
+    ) -> None:
+        super().set_autocommit(autocommit, force_begin_transaction_with_broken_autocommit)
+        if autocommit and self._lease_enabled:
+            # End of atomic() or of a manual transaction.
+            self._lease_maybe_release()
+
+    @async_unsafe
+    def close(self) -> None:
+        if not self._lease_enabled:
+            super().close()
+            return
+        self.validate_thread_sharing()
+        self.run_on_commit = []
+        self._lease_sticky = False
+        if self.closed_in_transaction or self.connection is None:
+            return
+        try:
+            self._lease_put(forced=True)
+        finally:
+            if self.in_atomic_block:
+                self.closed_in_transaction = True
+                self.needs_rollback = True
+
+    def make_cursor(self, cursor: Any) -> Any:
+        if not self._lease_enabled:
+            return super().make_cursor(cursor)
+        return LeasedCursorWrapper(cursor, self)
+
+    def make_debug_cursor(self, cursor: Any) -> Any:
+        if not self._lease_enabled:
+            return super().make_debug_cursor(cursor)
+        return LeasedCursorDebugWrapper(cursor, self)
+
+    # -- borrowing ----------------------------------------------------------
+
+    def _lease_prepare(self) -> None:
+        """First connect of this wrapper: validate settings, find the pool."""
+        self.check_settings()
+        settings = parse_settings(self.alias, self.settings_dict["OPTIONS"])
+        self._lease_adapter = self._lease_make_adapter()
+        self.health_check_enabled = self.settings_dict["CONN_HEALTH_CHECKS"]
+        # CONN_MAX_AGE is 0 (checked by the engine): any held connection is
+        # "obsolete" for close_if_unusable_or_obsolete(), i.e. at request end.
+        self.close_at = monotonic()
+        self._lease_idle_check = settings.health_check_idle if self.health_check_enabled else None
+        self._lease_settings = settings
+
+    def _lease_acquire(self) -> None:
+        adapter = self._lease_adapter
+        assert adapter is not None
+        if _fork.orphans:
+            _fork.return_orphans()
+        counters = self._lease_counters
+        stale = 0
+        while True:
+            t0 = monotonic()
+            try:
+                conn = adapter.getconn()
+            except PoolGone:
+                # close_pool() ran (test set-up, time zone change): the
+                # alias has a new pool.
+                adapter = self._lease_adapter = self._lease_make_adapter()
+                conn = adapter.getconn()
+            raw = adapter.raw(conn)
+            state: ConnState = raw.pgrp_state
+            if not self._lease_is_stale(raw, state, adapter, t0):
+                break
+            # Never hand out a dead connection: drop it; the pool replaces it.
+            stale += 1
+            counters["stale"] += 1
+            adapter.suspect_before = monotonic()
+            raw.close()
+            adapter.putconn(conn)
+            if stale >= _MAX_STALE_IN_ONE_ACQUIRE:
+                raise psycopg.OperationalError(
+                    f"database alias {self.alias!r}: {stale} pooled connections in a row "
+                    "failed their health check; is the server up?"
+                )
+        now = monotonic()
+        counters["acquires"] += 1
+        counters["wait_us"] += int((now - t0) * 1e6)
+        if not state.configured:
+            try:
+                self._lease_configure(raw)
+            except BaseException:
+                raw.close()
+                adapter.putconn(conn)
+                raise
+        self.connection = conn
+        self._lease_raw = raw
+        self._lease_state = state
+        box = self._lease_box
+        box.adapter = adapter
+        box.conn = conn
+        self._lease_gen += 1
+        self._lease_acquired_at = now
+        self._lease_dirty = None
+        settings = self._lease_settings
+        if settings is not None and settings.leak_threshold is not None:
+            self._lease_site = traceback.extract_stack(limit=30)[:-3]
+        if not state.announced:
+            state.announced = True
+            with self._lease_configuring_block():
+                connection_created.send(sender=self.__class__, connection=self)
+
+    def _lease_is_stale(
+        self, raw: Any, state: ConnState, adapter: PoolAdapter, now: float
+    ) -> bool:
+        """Cheap checks first; a round trip only for suspect connections."""
+        if raw.closed:
+            return True
+        idle = self._lease_idle_check
+        suspect = (
+            state.returned_at < adapter.suspect_before
+            or (idle is not None and now - state.returned_at > idle)
+            or socket_is_readable(raw)
+        )
+        if not suspect:
+            return False
+        try:
+            ping(raw)
+        except psycopg.Error:
+            return True
+        return False
+
+    def _lease_configure(self, raw: Any) -> None:
+        """Per physical connection: what Django's connect() does every time."""
+        if not raw.autocommit:
+            raw.autocommit = True
+        self._configure_connection(raw)
+        options = self.settings_dict["OPTIONS"]
+        if "isolation_level" in options:
+            raw.isolation_level = self.isolation_level
+        self._lease_register_tzloader(raw)
+        raw.pgrp_state.configured = True
+
+    def _lease_register_tzloader(self, raw: Any) -> None:
+        from django.db.backends.postgresql.base import TIMESTAMPTZ_OID
+        from django.db.backends.postgresql.psycopg_any import register_tzloader
+        from psycopg.pq import Format
+
+        tzloader = raw.adapters.get_loader(TIMESTAMPTZ_OID, Format.TEXT)
+        if self.timezone != tzloader.timezone:
+            register_tzloader(self.timezone, raw)
+
+    @contextmanager
+    def _lease_configuring_block(self) -> Iterator[None]:
+        """Session state set here is the connection's configuration, not dirt."""
+        previous = self._lease_configuring
+        self._lease_configuring = True
+        try:
+            yield
+        finally:
+            self._lease_configuring = previous
+
+    # -- giving back --------------------------------------------------------
+
+    def _lease_maybe_release(self) -> None:
+        """Give the connection back if nothing holds it any more."""
+        if (
+            self._lease_cursors
+            or self._lease_pins
+            or self._lease_sticky
+            or self.connection is None
+            or self.in_atomic_block
+            or not self.autocommit
+            or self._lease_configuring
+        ):
+            return
+        raw = self._lease_raw
+        if raw.pgconn.transaction_status != _IDLE and not raw.closed:
+            # A transaction begun with raw SQL: it stays on this connection,
+            # as it would with the stock backend, until it ends.
+            return
+        self._lease_put(forced=False)
+
+    def _lease_put(self, *, forced: bool) -> None:
+        """Return the held connection, clean, whatever state it is in."""
+        conn = self.connection
+        raw = self._lease_raw
+        state = self._lease_state
+        adapter = self._lease_adapter
+        assert adapter is not None and state is not None
+        dirty = self._lease_dirty
+        if forced and self._lease_cursors:
+            # A server-side cursor WITH HOLD may still be open on the session.
+            dirty = dirty or "open cursor"
+        counters = self._lease_counters
+        if forced:
+            counters["forced_releases"] += 1
+        self._lease_box.conn = None
+        self.connection = None
+        self._lease_raw = None
+        self._lease_state = None
+        self._lease_cursors = 0
+        self._lease_sticky = False
+        self._lease_dirty = None
+        self._lease_site = None
+        counters["releases"] += 1
+        now = monotonic()
+        counters["use_us"] += int((now - self._lease_acquired_at) * 1e6)
+        try:
+            if not raw.closed:
+                status = raw.pgconn.transaction_status
+                if status in _INTRANS_OR_ERROR:
+                    raw.rollback()
+                elif status != _IDLE:
+                    # Mid-query or unknown: no safe way back.
+                    raw.close()
+            if not raw.closed:
+                if dirty is not None:
+                    counters["resets"] += 1
+                    logger.debug("alias %r: resetting session (%s)", self.alias, dirty)
+                    _session.discard_session(raw)
+                    state.configured = False
+                elif not raw.autocommit:
+                    raw.autocommit = True
+        except psycopg.Error as exc:
+            logger.warning(
+                "alias %r: discarding a connection that could not be cleaned: %s", self.alias, exc
+            )
+            raw.close()
+        finally:
+            if raw.closed:
+                counters["discards"] += 1
+                adapter.suspect_before = now
+            state.returned_at = monotonic()
+            adapter.putconn(conn)
+
+    # -- session state --------------------------------------------------------
+
+    def _lease_inspect(self, sql: Any) -> None:
+        """Called with every statement: react to session-state statements."""
+        kind = _session.session_state_of(sql)
+        if kind is None or self._lease_configuring:
+            return
+        if self._lease_pins:
+            self._lease_dirty = kind
+            return
+        settings = self._lease_settings
+        policy = settings.session_state if settings is not None else "pin"
+        if policy == "error":
+            raise SessionStateError(
+                f"{kind} statement on alias {self.alias!r} outside pinned(): its effect "
+                f"would outlive this query's connection. Statement: {_shorten(sql)!r}. "
+                "Wrap the code in django_pg_real_pool.pinned(), or set "
+                f"DATABASES[{self.alias!r}]['OPTIONS']['real_pool']['session_state'] "
+                "to 'pin'."
+            )
+        # Even when ignored, state never reaches the next borrower.
+        self._lease_dirty = kind
+        if policy == "ignore":
+            return
+        self._lease_counters["session_pins"] += 1
+        self._lease_sticky = True
+        site = _call_site()
+        if site not in LeaseMixin._warned_sites:
+            LeaseMixin._warned_sites.add(site)
+            logger.warning(
+                "%s statement on alias %r outside pinned() at %s:%d: the connection stays "
+                "with this thread until the request or task ends, then is reset. Use "
+                "django_pg_real_pool.pinned() to scope it.",
+                kind,
+                self.alias,
+                site[0],
+                site[1],
+            )
+
+    def _lease_pin(self) -> None:
+        self._lease_pins += 1
+
+    def _lease_unpin(self) -> None:
+        self._lease_pins -= 1
+        if self._lease_pins == 0 and self.connection is not None:
+            # Whatever ran in the block may have left session state.
+            self._lease_dirty = self._lease_dirty or "pinned()"
+            self._lease_maybe_release()
+
+    def _lease_forget_after_fork(self) -> list[Any]:
+        """In a fork child: drop the inherited connection without touching it."""
+        inherited = [self.connection]
+        self.connection = None
+        self._lease_raw = None
+        self._lease_state = None
+        self._lease_box.conn = None
+        self._lease_cursors = 0
+        self._lease_sticky = False
+        self._lease_dirty = None
+        self._lease_gen += 1
+        self._lease_adapter = None
+        self._lease_settings = None
+        if self.in_atomic_block:
+            # The parent's transaction is not the child's: fail the block loudly.
+            self.closed_in_transaction = True
+            self.needs_rollback = True
+        return inherited
+
+    # -- inspection (brackets, telemetry, tests) -----------------------------
+
+    def lease_holders(self) -> dict[str, Any]:
+        """What currently keeps this wrapper's connection (empty: released)."""
+        if self.connection is None:
+            return {}
+        holders: dict[str, Any] = {}
+        if self._lease_cursors:
+            holders["cursors"] = self._lease_cursors
+        if self._lease_pins:
+            holders["pinned"] = self._lease_pins
+        if self._lease_sticky:
+            holders["session_state"] = self._lease_dirty
+        if self.in_atomic_block:
+            holders["atomic"] = len(self.atomic_blocks)
+        if not self.autocommit:
+            holders["autocommit_off"] = True
+        raw = self._lease_raw
+        if raw is not None and not raw.closed and raw.pgconn.transaction_status != _IDLE:
+            holders["server_transaction"] = TransactionStatus(raw.pgconn.transaction_status).name
+        if not holders:
+            holders["unreleased"] = True
+        return holders
+
+
+def _shorten(sql: Any, limit: int = 120) -> str:
+    text = " ".join(str(sql).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _call_site() -> tuple[str, int]:
+    """The first frame outside Django and this package."""
+    frame = sys._getframe(2)
+    while frame is not None:
+        filename = frame.f_code.co_filename
+        if not filename.startswith((_PACKAGE_DIR, _DJANGO_DIR)):
+            return (filename, frame.f_lineno)
+        frame = frame.f_back  # type: ignore[assignment]
+    return ("<unknown>", 0)
+
+
+def get_lease_wrapper(using: str | None) -> LeaseMixin | None:
+    """The current thread's wrapper for ``using`` if it is one of ours."""
+    from django.db import connections
+
+    wrapper = connections[using or DEFAULT_DB_ALIAS]
+    return wrapper if isinstance(wrapper, LeaseMixin) else None

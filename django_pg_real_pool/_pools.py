@@ -1,0 +1,171 @@
+"""The small interface the lease needs from a pool, and its psycopg_pool form.
+
+The lease (``_lease.py``) never knows which pool sits underneath: it borrows
+and returns through a :class:`PoolAdapter`. Each physical connection carries
+a :class:`ConnState` the lease uses to configure it once, to decide whether
+it needs a health check, and to remember that it must be reset.
+"""
+
+from __future__ import annotations
+
+import select
+import threading
+from time import monotonic
+from typing import TYPE_CHECKING, Any, Protocol
+
+import psycopg
+from psycopg_pool import PoolClosed, PoolTimeout
+
+from .errors import PoolExhausted
+
+if TYPE_CHECKING:
+    from psycopg_pool import ConnectionPool
+
+
+class PoolGone(Exception):
+    """The alias's pool was closed (``close_pool()``); borrow from the new one."""
+
+
+class ConnState:
+    """What the engine remembers about one physical connection."""
+
+    __slots__ = ("announced", "configured", "returned_at")
+
+    def __init__(self) -> None:
+        #: Time zone and role applied (Django's ``_configure_connection``).
+        self.configured = False
+        #: ``connection_created`` sent for this physical connection.
+        self.announced = False
+        #: ``monotonic()`` when it last went back to the pool.
+        self.returned_at = monotonic()
+
+
+class PooledConnection(psycopg.Connection[Any]):
+    """A psycopg connection that carries its :class:`ConnState`.
+
+    psycopg connections have ``__slots__``; a subclass slot is the cheapest place
+    for per-connection bookkeeping (no dict lookup on the hot path).
+    """
+
+    __slots__ = ("pgrp_state",)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.pgrp_state = ConnState()
+
+
+class PoolAdapter(Protocol):
+    """How the lease talks to a pool. ``conn`` is what Django holds as
+    ``wrapper.connection``; ``raw`` is the psycopg connection beneath it."""
+
+    alias: str
+    #: Connections returned before this ``monotonic()`` time are checked before reuse.
+    suspect_before: float
+
+    def getconn(self) -> Any:
+        """Borrow a connection, waiting at most the pool's timeout."""
+
+    def putconn(self, conn: Any) -> None:
+        """Give ``conn`` back; a closed one is dropped and replaced by the pool."""
+
+    def raw(self, conn: Any) -> PooledConnection:
+        """The psycopg connection behind ``conn``."""
+
+    def describe(self) -> str:
+        """Size and timeout, for error messages."""
+
+    def exhausted_hint(self) -> str:
+        """Which settings to change when the pool runs dry."""
+
+    def stats(self) -> dict[str, int]:
+        """The pool's own counters (sizes, waits, errors)."""
+
+    def close(self) -> None:
+        """Close the pool and every idle connection in it."""
+
+
+def socket_is_readable(raw: psycopg.Connection[Any]) -> bool:
+    """Whether the server sent something to an idle connection.
+
+    An idle, clean connection receives nothing: readable means a termination
+    notice (``pg_terminate_backend``, a server shutdown), an EOF, or a stray
+    notification, all reasons to check it with a round trip. Costs one
+    ``select()`` with zero timeout, no round trip.
+    """
+    try:
+        fd = raw.pgconn.socket
+    except psycopg.OperationalError:
+        return True
+    readable, _, _ = select.select((fd,), (), (), 0)
+    return bool(readable)
+
+
+def ping(raw: psycopg.Connection[Any]) -> None:
+    """One round trip; raises if the connection does not work."""
+    raw.execute("")
+
+
+class NativePool:
+    """Adapter over the ``psycopg_pool.ConnectionPool`` Django 5.1+ creates."""
+
+    __slots__ = ("_pool", "alias", "suspect_before")
+
+    def __init__(self, pool: ConnectionPool[Any], alias: str) -> None:
+        self._pool = pool
+        self.alias = alias
+        self.suspect_before = 0.0
+
+    @property
+    def pool(self) -> ConnectionPool[Any]:
+        return self._pool
+
+    def getconn(self) -> Any:
+        try:
+            return self._pool.getconn()
+        except PoolTimeout as exc:
+            stats = self._pool.get_stats()
+            if stats.get("pool_size", 0) == 0 and stats.get("connections_errors", 0):
+                raise PoolExhausted(
+                    f"database alias {self.alias!r}: the pool could not open any connection "
+                    f"within its timeout ({self.describe()}); the server refused or is "
+                    "unreachable (the 'psycopg.pool' logger has the connection errors). "
+                    "Check HOST/PORT/credentials and that the server is up."
+                ) from exc
+            raise PoolExhausted(
+                f"database alias {self.alias!r}: no pooled connection became free within "
+                f"the pool timeout ({self.describe()}; {stats.get('pool_size', 0)} open, "
+                f"{stats.get('requests_waiting', 0)} other requests waiting). To fix: "
+                f"{self.exhausted_hint()}."
+            ) from exc
+        except PoolClosed as exc:
+            raise PoolGone from exc
+
+    def putconn(self, conn: Any) -> None:
+        self._pool.putconn(conn)
+
+    def raw(self, conn: Any) -> PooledConnection:
+        return conn  # type: ignore[no-any-return]
+
+    def describe(self) -> str:
+        return (
+            f"min_size={self._pool.min_size}, max_size={self._pool.max_size}, "
+            f"timeout={self._pool.timeout:g}s"
+        )
+
+    def exhausted_hint(self) -> str:
+        return (
+            f"raise DATABASES[{self.alias!r}]['OPTIONS']['pool']['max_size'] (or 'timeout'), "
+            "or find the code that holds connections: a long atomic() block, a pinned() "
+            "block, an unclosed cursor (enable OPTIONS['real_pool']['leak_threshold'])"
+        )
+
+    def stats(self) -> dict[str, int]:
+        return dict(self._pool.get_stats())
+
+    def close(self) -> None:
+        self._pool.close()
+
+
+# Guards creation of native pools per alias (Django's own dict uses setdefault,
+# which may build and leak a second pool object under a race).
+native_pools_lock = threading.Lock()

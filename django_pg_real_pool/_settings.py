@@ -1,0 +1,76 @@
+"""The engine's own settings, read once per alias from ``OPTIONS["real_pool"]``.
+
+Kept out of ``OPTIONS`` proper before psycopg sees it: Django passes unknown
+``OPTIONS`` keys to ``psycopg.connect()``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from django.core.exceptions import ImproperlyConfigured
+
+OPTIONS_KEY = "real_pool"
+
+SessionStatePolicy = Literal["pin", "error", "ignore"]
+_POLICIES = ("pin", "error", "ignore")
+
+
+@dataclasses.dataclass(frozen=True)
+class RealPoolSettings:
+    """Validated ``OPTIONS["real_pool"]`` of one alias."""
+
+    #: What to do with a statement that leaves session state outside ``pinned()``.
+    session_state: SessionStatePolicy = "pin"
+    #: With ``CONN_HEALTH_CHECKS``, a connection idle longer than this (seconds)
+    #: is checked with a round trip before it is handed out.
+    health_check_idle: float = 10.0
+    #: Report a connection held outside ``atomic()``/``pinned()`` longer than
+    #: this (seconds), with the stack that acquired it. ``None``: off.
+    leak_threshold: float | None = None
+
+
+def _number(alias: str, key: str, value: Any, *, allow_none: bool) -> float | None:
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        expected = "a number of seconds >= 0" + (" or None" if allow_none else "")
+        raise ImproperlyConfigured(
+            f"DATABASES[{alias!r}]['OPTIONS'][{OPTIONS_KEY!r}][{key!r}] is {value!r}; "
+            f"set it to {expected}."
+        )
+    return float(value)
+
+
+def parse_settings(alias: str, options: Mapping[str, Any]) -> RealPoolSettings:
+    """Validate ``options[OPTIONS_KEY]`` and return it as a dataclass."""
+    raw = options.get(OPTIONS_KEY) or {}
+    if not isinstance(raw, Mapping):
+        raise ImproperlyConfigured(
+            f"DATABASES[{alias!r}]['OPTIONS'][{OPTIONS_KEY!r}] is {raw!r}; set it to a "
+            "dict such as {'session_state': 'pin'}."
+        )
+    known = {f.name for f in dataclasses.fields(RealPoolSettings)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ImproperlyConfigured(
+            f"DATABASES[{alias!r}]['OPTIONS'][{OPTIONS_KEY!r}] has unknown key(s) "
+            f"{unknown}; the known keys are {sorted(known)}."
+        )
+    policy = raw.get("session_state", "pin")
+    if policy not in _POLICIES:
+        raise ImproperlyConfigured(
+            f"DATABASES[{alias!r}]['OPTIONS'][{OPTIONS_KEY!r}]['session_state'] is "
+            f"{policy!r}; set it to one of {list(_POLICIES)}."
+        )
+    idle = _number(alias, "health_check_idle", raw.get("health_check_idle", 10.0), allow_none=False)
+    leak = _number(alias, "leak_threshold", raw.get("leak_threshold"), allow_none=True)
+    assert idle is not None
+    return RealPoolSettings(session_state=policy, health_check_idle=idle, leak_threshold=leak)
+
+
+def connection_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    """``OPTIONS`` without our key: what Django may pass on to psycopg."""
+    return {k: v for k, v in options.items() if k != OPTIONS_KEY}

@@ -1,0 +1,73 @@
+"""Validation of the DATABASES entry shared by both engines.
+
+Errors name the setting, the value found and the fix, and are raised at first
+use of the alias, as Django does for its own backend settings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from django.core.exceptions import ImproperlyConfigured
+from django.db.backends.postgresql.psycopg_any import IsolationLevel
+
+
+def check_conn_max_age(alias: str, settings_dict: Mapping[str, Any]) -> None:
+    """Persistent connections contradict per-query release."""
+    max_age = settings_dict.get("CONN_MAX_AGE", 0)
+    if max_age != 0:
+        raise ImproperlyConfigured(
+            f"DATABASES[{alias!r}]['CONN_MAX_AGE'] is {max_age!r}: django_pg_real_pool "
+            "returns the connection to the pool after each query and the pool keeps it "
+            "open, so set CONN_MAX_AGE to 0."
+        )
+
+
+def pool_options_of(alias: str, settings_dict: Mapping[str, Any]) -> dict[str, Any]:
+    """``OPTIONS["pool"]`` as ``psycopg_pool.ConnectionPool`` keyword arguments."""
+    options = settings_dict["OPTIONS"]
+    if "pool" not in options:
+        raise ImproperlyConfigured(
+            f"DATABASES[{alias!r}]['OPTIONS'] has no 'pool': the django_pg_real_pool "
+            "engine lends connections from Django's native pool. Add "
+            "\"pool\": {'min_size': 2, 'max_size': 10} (or True) to OPTIONS."
+        )
+    pool = options["pool"]
+    if pool is True:
+        return {}
+    if not isinstance(pool, Mapping):
+        raise ImproperlyConfigured(
+            f"DATABASES[{alias!r}]['OPTIONS']['pool'] is {pool!r}; set it to True or to a "
+            "dict of psycopg_pool.ConnectionPool arguments such as "
+            "{'min_size': 2, 'max_size': 10, 'timeout': 10}."
+        )
+    forbidden = sorted({"check", "configure", "reset", "connection_class", "kwargs"} & set(pool))
+    if forbidden:
+        raise ImproperlyConfigured(
+            f"DATABASES[{alias!r}]['OPTIONS']['pool'] sets {forbidden}: the engine supplies "
+            "these itself (health checks, per-connection set-up, session reset). Remove "
+            "them; use OPTIONS['real_pool'] and CONN_HEALTH_CHECKS to tune checks."
+        )
+    min_size = pool.get("min_size", 4)
+    max_size = pool.get("max_size")
+    if max_size is not None and min_size > max_size:
+        raise ImproperlyConfigured(
+            f"DATABASES[{alias!r}]['OPTIONS']['pool'] has min_size={min_size} > "
+            f"max_size={max_size}; make min_size <= max_size."
+        )
+    return dict(pool)
+
+
+def resolve_isolation_level(options: Mapping[str, Any]) -> IsolationLevel:
+    """The isolation level Django would use, validated as Django does."""
+    value = options.get("isolation_level")
+    if value is None:
+        return IsolationLevel.READ_COMMITTED
+    try:
+        return IsolationLevel(value)
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"Invalid transaction isolation level {value} specified in OPTIONS"
+            "['isolation_level']. Use one of the psycopg.IsolationLevel values."
+        ) from None

@@ -1,0 +1,119 @@
+"""``ENGINE = "django_pg_real_pool"``: Django's PostgreSQL backend on its native
+``psycopg_pool`` pool, returning the connection to the pool as soon as possible.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import django
+
+from ._compat import check_django_version, check_psycopg3
+
+check_django_version(django.VERSION)
+
+from django.db.backends.base.base import NO_DB_ALIAS  # noqa: E402
+from django.db.backends.postgresql import base as pg_base  # noqa: E402
+
+check_psycopg3(pg_base.is_psycopg3)
+
+from . import _fork  # noqa: E402
+from ._lease import LeaseMixin  # noqa: E402
+from ._pools import NativePool, PooledConnection, native_pools_lock  # noqa: E402
+from ._validate import check_conn_max_age, pool_options_of, resolve_isolation_level  # noqa: E402
+
+if TYPE_CHECKING:
+    from psycopg_pool import ConnectionPool
+
+logger = logging.getLogger("django_pg_real_pool")
+
+__all__ = ["DatabaseWrapper"]
+
+
+class DatabaseWrapper(LeaseMixin, pg_base.DatabaseWrapper):  # type: ignore[misc]
+    """Django's PostgreSQL ``DatabaseWrapper`` with per-query pool release."""
+
+    # Our own per-alias pools, apart from the stock backend's: both engines
+    # may serve different aliases in one process.
+    _connection_pools: ClassVar[dict[str, ConnectionPool[Any]]] = {}
+    _adapters: ClassVar[dict[str, NativePool]] = {}
+
+    def _lease_is_enabled(self) -> bool:
+        if self.alias == NO_DB_ALIAS:
+            return False
+        if self.settings_dict["OPTIONS"].get("pool", None) is False:
+            # An explicit opt-out (e.g. a copied settings dict in tests):
+            # behave exactly as Django's stock backend without a pool.
+            logger.warning(
+                "DATABASES[%r]['OPTIONS']['pool'] is False: this alias runs without a "
+                "pool and holds its connection like Django's stock backend.",
+                self.alias,
+            )
+            return False
+        return True
+
+    @property
+    def pool(self) -> ConnectionPool[Any] | None:  # type: ignore[override]
+        if not self._lease_enabled:
+            return None
+        pool = self._connection_pools.get(self.alias)
+        if pool is None:
+            pool = self._lease_create_pool()
+        return pool
+
+    def _lease_create_pool(self) -> ConnectionPool[Any]:
+        from psycopg_pool import ConnectionPool
+
+        options = pool_options_of(self.alias, self.settings_dict)
+        check_conn_max_age(self.alias, self.settings_dict)
+        self.isolation_level = resolve_isolation_level(self.settings_dict["OPTIONS"])
+        with native_pools_lock:
+            pool = self._connection_pools.get(self.alias)
+            if pool is not None:
+                return pool
+            connect_kwargs = self.get_connection_params()
+            # Pooled connections always rest in autocommit: borrowing then
+            # needs no round trip to set it.
+            connect_kwargs["autocommit"] = True
+            options.setdefault("name", f"django_pg_real_pool:{self.alias}")
+            pool = ConnectionPool(
+                kwargs=connect_kwargs,
+                open=False,
+                configure=self._lease_configure,
+                connection_class=PooledConnection,
+                **options,
+            )
+            pool.open()
+            self._connection_pools[self.alias] = pool
+            self._adapters[self.alias] = NativePool(pool, self.alias)
+            return pool
+
+    def _lease_make_adapter(self) -> NativePool:
+        pool = self.pool
+        assert pool is not None
+        self.isolation_level = resolve_isolation_level(self.settings_dict["OPTIONS"])
+        adapter = self._adapters.get(self.alias)
+        if adapter is None or adapter.pool is not pool:
+            with native_pools_lock:
+                adapter = self._adapters[self.alias] = NativePool(pool, self.alias)
+        return adapter
+
+    def close_pool(self) -> None:
+        pool = self._connection_pools.pop(self.alias, None)
+        self._adapters.pop(self.alias, None)
+        if pool is not None:
+            pool.close()
+        # This wrapper finds the new pool at its next borrow; other threads'
+        # wrappers notice the closed pool when they next borrow.
+        self._lease_settings = None
+
+
+def _forget_pools_after_fork() -> list[Any]:
+    inherited: list[Any] = list(DatabaseWrapper._connection_pools.values())
+    DatabaseWrapper._connection_pools.clear()
+    DatabaseWrapper._adapters.clear()
+    return inherited
+
+
+_fork._child_hooks.append(_forget_pools_after_fork)

@@ -1,0 +1,76 @@
+"""The :class:`~django_pg_real_pool._pools.PoolAdapter` over a SQLAlchemy ``QueuePool``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.exc import TimeoutError as QueuePoolTimeout
+
+from ..errors import PoolExhausted
+from .._pools import PooledConnection
+
+
+class QueuePoolAdapter:
+    """Borrows ``_ConnectionFairy`` proxies; Django holds the proxy, as with the
+    plain django-db-connection-pool engine."""
+
+    __slots__ = ("_pool", "alias", "suspect_before")
+
+    def __init__(self, pool: Any, alias: str) -> None:
+        self._pool = pool
+        self.alias = alias
+        self.suspect_before = 0.0
+
+    @property
+    def pool(self) -> Any:
+        return self._pool
+
+    def getconn(self) -> Any:
+        try:
+            fairy = self._pool.connect()
+        except QueuePoolTimeout as exc:
+            raise PoolExhausted(
+                f"database alias {self.alias!r}: no pooled connection became free within "
+                f"the pool timeout ({self.describe()}). To fix: {self.exhausted_hint()}."
+            ) from exc
+        # Django reads connection.info as psycopg's ConnectionInfo (server
+        # version, parameter status), as django-db-connection-pool arranges.
+        fairy.info = fairy.driver_connection.info
+        return fairy
+
+    def putconn(self, conn: Any) -> None:
+        if conn.driver_connection.closed:
+            # Frees the slot; the pool opens a new connection when needed.
+            conn.invalidate()
+        else:
+            conn.close()
+
+    def raw(self, conn: Any) -> PooledConnection:
+        return conn.driver_connection  # type: ignore[no-any-return]
+
+    def describe(self) -> str:
+        pool = self._pool
+        return (
+            f"pool_size={pool.size()}, max_overflow={pool._max_overflow}, "
+            f"timeout={pool._timeout:g}s"
+        )
+
+    def exhausted_hint(self) -> str:
+        return (
+            f"raise DATABASES[{self.alias!r}]['POOL_OPTIONS']['POOL_SIZE'] / 'MAX_OVERFLOW' "
+            "(or 'TIMEOUT'), or find the code that holds connections: a long atomic() "
+            "block, a pinned() block, an unclosed cursor (enable "
+            "OPTIONS['real_pool']['leak_threshold'])"
+        )
+
+    def stats(self) -> dict[str, int]:
+        pool = self._pool
+        return {
+            "pool_size": pool.size(),
+            "pool_available": pool.checkedin(),
+            "pool_checked_out": pool.checkedout(),
+            "pool_overflow": pool.overflow(),
+        }
+
+    def close(self) -> None:
+        self._pool.dispose()

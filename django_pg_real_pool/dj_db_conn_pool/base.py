@@ -1,0 +1,92 @@
+"""``DatabaseWrapper`` for ``ENGINE = "django_pg_real_pool.dj_db_conn_pool"``.
+
+django-db-connection-pool keeps one SQLAlchemy ``QueuePool`` per alias in a
+module-level container; this engine borrows from it per query through the same
+lease as the native engine. Differences from the plain third-party engine:
+``POOL_OPTIONS["PRE_PING"]`` defaults to False (the lease checks connections
+cheaply itself), and the container is emptied in fork children.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import django
+from django.core.exceptions import ImproperlyConfigured
+
+from .._compat import check_django_version, check_psycopg3
+
+check_django_version(django.VERSION)
+
+from django.db.backends.base.base import NO_DB_ALIAS  # noqa: E402
+from django.db.backends.postgresql import base as pg_base  # noqa: E402
+
+check_psycopg3(pg_base.is_psycopg3)
+
+try:
+    from dj_db_conn_pool.backends.postgresql.mixins import PGDatabaseWrapperMixin
+    from dj_db_conn_pool.core import pool_container
+except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
+    raise ImproperlyConfigured(
+        "ENGINE 'django_pg_real_pool.dj_db_conn_pool' needs django-db-connection-pool "
+        f"({exc}). Install the extra: pip install 'django-pg-real-pool[dj-db-conn-pool]', "
+        "or use ENGINE 'django_pg_real_pool' on Django's native pool."
+    ) from exc
+
+from .. import _fork  # noqa: E402
+from .._lease import LeaseMixin  # noqa: E402
+from .._pools import PooledConnection  # noqa: E402
+from .._validate import check_conn_max_age, resolve_isolation_level  # noqa: E402
+from ._pool import QueuePoolAdapter  # noqa: E402
+
+__all__ = ["DatabaseWrapper"]
+
+
+class DatabaseWrapper(LeaseMixin, PGDatabaseWrapperMixin, pg_base.DatabaseWrapper):  # type: ignore[misc]
+    """django-db-connection-pool's PostgreSQL wrapper with per-query release."""
+
+    def _lease_is_enabled(self) -> bool:
+        return self.alias != NO_DB_ALIAS
+
+    def _lease_make_adapter(self) -> QueuePoolAdapter:
+        if "pool" in self.settings_dict["OPTIONS"]:
+            raise ImproperlyConfigured(
+                f"DATABASES[{self.alias!r}]['OPTIONS'] has 'pool', but ENGINE "
+                "'django_pg_real_pool.dj_db_conn_pool' pools with SQLAlchemy: move the "
+                "sizes to DATABASES[...]['POOL_OPTIONS'] ({'POOL_SIZE': 10, "
+                "'MAX_OVERFLOW': 0}), or use ENGINE 'django_pg_real_pool'."
+            )
+        check_conn_max_age(self.alias, self.settings_dict)
+        self.isolation_level = resolve_isolation_level(self.settings_dict["OPTIONS"])
+        with pool_container.lock:
+            pool = pool_container.get(self.alias) if pool_container.has(self.alias) else None
+        if pool is None:
+            pool_options = self.settings_dict.setdefault("POOL_OPTIONS", {})
+            pool_options.setdefault("PRE_PING", False)
+            # django-db-connection-pool creates the pool (from POOL_OPTIONS) on
+            # its first checkout; give that first connection straight back.
+            self.get_new_connection(self.get_connection_params()).close()
+            with pool_container.lock:
+                pool = pool_container.get(self.alias)
+        return QueuePoolAdapter(pool, self.alias)
+
+    def _get_new_connection(self, conn_params: dict[str, Any]) -> PooledConnection:
+        # The pool's connection factory: physical connections carry our state
+        # and rest in autocommit, as with the native engine.
+        return PooledConnection.connect(**{**conn_params, "autocommit": True})
+
+    def close_pool(self) -> None:
+        with pool_container.lock:
+            pool = pool_container.pop(self.alias, None)
+        if pool is not None:
+            pool.dispose()
+        self._lease_settings = None
+
+
+def _forget_pools_after_fork() -> list[Any]:
+    inherited: list[Any] = list(pool_container.values())
+    pool_container.clear()
+    return inherited
+
+
+_fork._child_hooks.append(_forget_pools_after_fork)

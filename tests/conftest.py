@@ -1,0 +1,37 @@
+"""Fixtures shared by the core tests."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+from django.db import connections
+
+from tests.support import pgstat
+
+ENGINES = ["default", "djpool"]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # TestCase-style wrapping in atomic() would hide the release path: tests
+    # here are transactional unless they say otherwise.
+    for item in items:
+        if "tests" in item.path.parts and item.get_closest_marker("django_db") is None:
+            item.add_marker(pytest.mark.django_db(transaction=True, databases="__all__"))
+
+
+@pytest.fixture(params=ENGINES, ids=["native", "dj_db_conn_pool"])
+def engine(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The alias of one engine, on the test database, outside any transaction."""
+    alias: str = request.param
+    yield alias
+    connections[alias].close()
+
+
+@pytest.fixture
+def admin() -> Iterator[psycopg.Connection[Any]]:
+    """A separate autocommit connection to the test database, to ask the server."""
+    with psycopg.connect(pgstat.admin_dsn(), autocommit=True) as conn:
+        yield conn

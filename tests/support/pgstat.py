@@ -1,0 +1,54 @@
+"""What the server says: backend pids, pg_stat_activity, pool counts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+from django.db import connections
+
+
+def admin_dsn(alias: str = "default") -> str:
+    """DSN of the database ``alias`` currently points to (the test database in tests)."""
+    sd = connections[alias].settings_dict
+    return psycopg.conninfo.make_conninfo(
+        host=sd["HOST"], port=sd["PORT"], user=sd["USER"], dbname=sd["NAME"],
+        password=sd["PASSWORD"] or None,
+    )
+
+
+def backend_pid(alias: str) -> int:
+    """``pg_backend_pid()`` through Django's connection (borrows if needed)."""
+    with connections[alias].cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        return int(cursor.fetchone()[0])
+
+
+def sessions(admin: psycopg.Connection[Any], alias: str | None = None) -> list[dict[str, Any]]:
+    """Client sessions on the admin connection's database (of ``alias``'s pool
+    when given: the test settings name each alias's application)."""
+    rows = admin.execute(
+        "SELECT pid, state, backend_xid IS NOT NULL, query FROM pg_stat_activity "
+        "WHERE datname = current_database() AND backend_type = 'client backend' "
+        "AND pid <> pg_backend_pid() AND (%s::text IS NULL OR application_name = %s)",
+        [alias and f"pgrp-{alias}", alias and f"pgrp-{alias}"],
+    ).fetchall()
+    return [{"pid": r[0], "state": r[1], "has_xid": r[2], "query": r[3]} for r in rows]
+
+
+def idle_in_transaction(admin: psycopg.Connection[Any]) -> list[dict[str, Any]]:
+    return [s for s in sessions(admin) if s["state"] and s["state"].startswith("idle in transaction")]
+
+
+def pool_counts(alias: str) -> tuple[int, int]:
+    """(connections the pool has, connections resting in it) for ``alias``."""
+    wrapper: Any = connections[alias]
+    adapter = wrapper._lease_adapter
+    if adapter is None:
+        wrapper.ensure_connection()
+        wrapper.close()
+        adapter = wrapper._lease_adapter
+    stats = adapter.stats()
+    if "pool_checked_out" in stats:  # SQLAlchemy QueuePool
+        return stats["pool_checked_out"] + stats["pool_available"], stats["pool_available"]
+    return stats["pool_size"], stats["pool_available"]
