@@ -267,9 +267,7 @@ class LeaseMixin(_Base):
             with self._lease_configuring_block():
                 connection_created.send(sender=self.__class__, connection=self)
 
-    def _lease_is_stale(
-        self, raw: Any, state: ConnState, adapter: PoolAdapter, now: float
-    ) -> bool:
+    def _lease_is_stale(self, raw: Any, state: ConnState, adapter: PoolAdapter, now: float) -> bool:
         """Cheap checks first; a round trip only for suspect connections."""
         if raw.closed:
             return True
@@ -291,10 +289,10 @@ class LeaseMixin(_Base):
         """Per physical connection: what Django's connect() does every time."""
         if not raw.autocommit:
             raw.autocommit = True
-        self._configure_connection(raw)
+        self._configure_connection(raw)  # type: ignore[attr-defined]
         options = self.settings_dict["OPTIONS"]
         if "isolation_level" in options:
-            raw.isolation_level = self.isolation_level
+            raw.isolation_level = self.isolation_level  # type: ignore[attr-defined]
         self._lease_register_tzloader(raw)
         raw.pgrp_state.configured = True
 
@@ -352,7 +350,9 @@ class LeaseMixin(_Base):
         counters = self._lease_counters
         if forced:
             counters["forced_releases"] += 1
-        self._lease_box.conn = None
+        # The box keeps the connection until putconn() is done: if an
+        # asynchronous exception cuts this short, the task bracket finds it.
+        box = self._lease_box
         self.connection = None
         self._lease_raw = None
         self._lease_state = None
@@ -390,6 +390,7 @@ class LeaseMixin(_Base):
                 adapter.suspect_before = now
             state.returned_at = monotonic()
             adapter.putconn(conn)
+            box.conn = None
 
     # -- session state --------------------------------------------------------
 

@@ -29,7 +29,17 @@ _CANDIDATE_WORDS = frozenset(
 )
 
 # What the ORM sends: never session state by its first keyword.
-_PLAIN_DML = ("SELECT", "INSERT", "UPDATE", "DELETE", "WITH", "select", "insert", "update", "delete")
+_PLAIN_DML = (
+    "SELECT",
+    "INSERT",
+    "UPDATE",
+    "DELETE",
+    "WITH",
+    "select",
+    "insert",
+    "update",
+    "delete",
+)
 
 # Confirmations, applied to candidates only. Transaction-scoped forms
 # (SET LOCAL, SET TRANSACTION, SET CONSTRAINTS, xact locks, set_config(..., true))
@@ -43,7 +53,10 @@ _SESSION_STATEMENTS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         ("LISTEN", r"\s*LISTEN\b"),
         ("PREPARE", r"\s*PREPARE\b"),
         ("DECLARE ... WITH HOLD", r"\s*DECLARE\b.*\bWITH\s+HOLD\b"),
-        ("temporary object", r"\s*CREATE\s+(?:OR\s+REPLACE\s+)?(?:GLOBAL\s+|LOCAL\s+)?TEMP(?:ORARY)?\b"),
+        (
+            "temporary object",
+            r"\s*CREATE\s+(?:OR\s+REPLACE\s+)?(?:GLOBAL\s+|LOCAL\s+)?TEMP(?:ORARY)?\b",
+        ),
         ("LOAD", r"\s*LOAD\b"),
     )
 )
@@ -61,8 +74,10 @@ def session_state_of(sql: object) -> str | None:
     """
     if type(sql) is not str:
         return None
-    if not sql.startswith(_PLAIN_DML) and (match := _FIRST_WORD.match(sql)) is not None and (
-        match.group(1).upper() in _CANDIDATE_WORDS
+    if (
+        not sql.startswith(_PLAIN_DML)
+        and (match := _FIRST_WORD.match(sql)) is not None
+        and (match.group(1).upper() in _CANDIDATE_WORDS)
     ):
         for kind, pattern in _SESSION_STATEMENTS:
             if pattern.match(sql):

@@ -16,7 +16,7 @@ check_django_version(django.VERSION)
 from django.db.backends.base.base import NO_DB_ALIAS  # noqa: E402
 from django.db.backends.postgresql import base as pg_base  # noqa: E402
 
-check_psycopg3(pg_base.is_psycopg3)
+check_psycopg3(pg_base.is_psycopg3)  # type: ignore[attr-defined]
 
 from . import _fork  # noqa: E402
 from ._lease import LeaseMixin  # noqa: E402

@@ -66,7 +66,9 @@ def test_raw_queryset_releases_when_iterated(engine: str) -> None:
     assert_released(engine)
 
 
-def test_released_connection_serves_another_thread(engine: str, admin: psycopg.Connection[Any]) -> None:
+def test_released_connection_serves_another_thread(
+    engine: str, admin: psycopg.Connection[Any]
+) -> None:
     import threading
 
     pids: list[int] = []

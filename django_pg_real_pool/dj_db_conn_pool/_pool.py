@@ -6,8 +6,8 @@ from typing import Any
 
 from sqlalchemy.exc import TimeoutError as QueuePoolTimeout
 
-from ..errors import PoolExhausted
 from .._pools import PooledConnection
+from ..errors import PoolExhausted
 
 
 class QueuePoolAdapter:

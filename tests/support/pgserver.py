@@ -79,7 +79,14 @@ def _service_user() -> pwd.struct_passwd | None:
         return pwd.getpwnam(SERVICE_USER)
     except KeyError:
         subprocess.run(
-            ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", SERVICE_USER],
+            [
+                "useradd",
+                "--system",
+                "--no-create-home",
+                "--shell",
+                "/usr/sbin/nologin",
+                SERVICE_USER,
+            ],
             check=True,
             capture_output=True,
         )
@@ -122,8 +129,18 @@ class PostgresServer:
         if self.user is not None:
             os.chmod(self.root, 0o755)
             os.chown(self.root, self.user.pw_uid, self.user.pw_gid)
-        self._run("initdb", "-D", str(self.datadir), "-U", "postgres", "--auth=trust",
-                  "--encoding=UTF8", "--no-sync", "-E", "UTF8")
+        self._run(
+            "initdb",
+            "-D",
+            str(self.datadir),
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "--encoding=UTF8",
+            "--no-sync",
+            "-E",
+            "UTF8",
+        )
         with open(self.datadir / "postgresql.conf", "a") as conf:
             for key, value in self.settings.items():
                 conf.write(f"{key} = '{value}'\n")
@@ -139,8 +156,18 @@ class PostgresServer:
 
     def _pg_ctl(self, action: str, *extra: str) -> None:
         try:
-            self._run("pg_ctl", "-D", str(self.datadir), "-l", str(self.logfile), "-w",
-                      "-t", "60", *extra, action)
+            self._run(
+                "pg_ctl",
+                "-D",
+                str(self.datadir),
+                "-l",
+                str(self.logfile),
+                "-w",
+                "-t",
+                "60",
+                *extra,
+                action,
+            )
         except subprocess.CalledProcessError as exc:
             log = self.logfile.read_text() if self.logfile.exists() else ""
             raise RuntimeError(f"pg_ctl {action} failed: {exc.stderr}\n{log[-4000:]}") from exc

@@ -12,7 +12,10 @@ def admin_dsn(alias: str = "default") -> str:
     """DSN of the database ``alias`` currently points to (the test database in tests)."""
     sd = connections[alias].settings_dict
     return psycopg.conninfo.make_conninfo(
-        host=sd["HOST"], port=sd["PORT"], user=sd["USER"], dbname=sd["NAME"],
+        host=sd["HOST"],
+        port=sd["PORT"],
+        user=sd["USER"],
+        dbname=sd["NAME"],
         password=sd["PASSWORD"] or None,
     )
 
@@ -37,7 +40,9 @@ def sessions(admin: psycopg.Connection[Any], alias: str | None = None) -> list[d
 
 
 def idle_in_transaction(admin: psycopg.Connection[Any]) -> list[dict[str, Any]]:
-    return [s for s in sessions(admin) if s["state"] and s["state"].startswith("idle in transaction")]
+    return [
+        s for s in sessions(admin) if s["state"] and s["state"].startswith("idle in transaction")
+    ]
 
 
 def pool_counts(alias: str) -> tuple[int, int]:

@@ -1,0 +1,209 @@
+"""The task bracket shared by the dramatiq middleware and the Celery handlers.
+
+At the start and the end of every task, each alias the current thread has
+used is checked: an open transaction is rolled back, a held or pinned
+connection goes back to the pool (reset if it carries session state), a
+wrapper stuck in a half-exited ``atomic()`` is made usable again. What the
+task leaked is logged as ONE error record per alias, naming the task, and
+counted. Queue adapters only map their hooks onto :func:`begin`,
+:func:`end`, :func:`release_thread` and :func:`close_pools`.
+
+The code here must survive the worst landing points of asynchronous
+exceptions (dramatiq's ``TimeLimit``/``Shutdown``, Celery's soft time limit):
+it repairs from any combination of Django's transaction flags.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import traceback
+from typing import TYPE_CHECKING, Any
+
+from psycopg.pq import TransactionStatus
+
+from . import _fork
+
+if TYPE_CHECKING:
+    from ._lease import LeaseMixin
+
+logger = logging.getLogger("django_pg_real_pool.bracket")
+
+_OPEN = (TransactionStatus.INTRANS, TransactionStatus.INERROR, TransactionStatus.ACTIVE)
+
+
+@dataclasses.dataclass(frozen=True)
+class Leak:
+    """What one task left behind on one alias."""
+
+    alias: str
+    problems: tuple[str, ...]
+    #: Where the connection was borrowed (only with ``leak_threshold`` set).
+    acquired_at: str | None = None
+
+    def describe(self) -> str:
+        return "; ".join(self.problems)
+
+
+def _wrappers_of_this_thread() -> list[LeaseMixin]:
+    from django.db import connections
+
+    from ._lease import LeaseMixin
+
+    return [w for w in connections.all(initialized_only=True) if isinstance(w, LeaseMixin)]
+
+
+def inspect(wrapper: LeaseMixin) -> list[str]:
+    """What holds or taints ``wrapper``, as a user would name it (empty: clean)."""
+    problems: list[str] = []
+    if wrapper.in_atomic_block or wrapper.atomic_blocks:
+        problems.append("atomic() block still open")
+    raw = wrapper._lease_raw
+    if wrapper.connection is not None:
+        if not wrapper.autocommit and not wrapper.in_atomic_block:
+            problems.append("autocommit left off (manual transaction)")
+        if raw is not None and not raw.closed and raw.pgconn.transaction_status in _OPEN:
+            status = TransactionStatus(raw.pgconn.transaction_status).name
+            problems.append(f"transaction open on the server ({status})")
+        if wrapper._lease_cursors:
+            problems.append(f"{wrapper._lease_cursors} cursor(s) not closed")
+        if wrapper._lease_sticky:
+            problems.append(f"session state set outside pinned() ({wrapper._lease_dirty})")
+    if wrapper._lease_pins:
+        problems.append(f"pinned() block not exited ({wrapper._lease_pins} level(s))")
+    if wrapper.needs_rollback and not wrapper.in_atomic_block:
+        problems.append("transaction flags left broken (needs_rollback)")
+    if wrapper.closed_in_transaction and not wrapper.in_atomic_block:
+        problems.append("transaction flags left broken (closed_in_transaction)")
+    if wrapper.connection is None and wrapper._lease_box.conn is not None:
+        problems.append("connection return interrupted")
+    return problems
+
+
+def repair(wrapper: LeaseMixin) -> None:
+    """Bring ``wrapper`` back to released, autocommit, no transaction.
+
+    Rolls back, returns (or discards) the connection, resets Django's
+    transaction flags. Idempotent; safe on a wrapper in any state.
+    """
+    wrapper._lease_pins = 0
+    wrapper._lease_sticky = False
+    wrapper.atomic_blocks = []
+    wrapper.savepoint_ids = []
+    wrapper.in_atomic_block = False
+    wrapper.commit_on_exit = True
+    wrapper.needs_rollback = False
+    wrapper.closed_in_transaction = False
+    wrapper.run_on_commit = []
+    wrapper.run_commit_hooks_on_set_autocommit_on = False
+    box = wrapper._lease_box
+    if wrapper.connection is not None:
+        wrapper._lease_put(forced=True)
+    elif box.conn is not None:
+        # A return that an asynchronous exception cut short: the state of
+        # that connection is unknown, so it is closed, never reused.
+        adapter, conn = box.adapter, box.conn
+        box.conn = None
+        adapter.raw(conn).close()
+        adapter.putconn(conn)
+    wrapper.autocommit = bool(wrapper.settings_dict["AUTOCOMMIT"])
+
+
+def _site(wrapper: LeaseMixin) -> str | None:
+    site = wrapper._lease_site
+    return "".join(traceback.format_list(site)) if site else None
+
+
+def check_and_repair(label: str, task_id: str | None, *, phase: str) -> list[Leak]:
+    """Check every alias of this thread, repair it, log one error per leak.
+
+    ``phase`` says when ("at task end", "before task start", ...). Never
+    raises for a repair failure (logged instead): a bug here must not kill a
+    worker thread.
+    """
+    leaks: list[Leak] = []
+    for wrapper in _wrappers_of_this_thread():
+        try:
+            problems = inspect(wrapper)
+            site = _site(wrapper)
+            repair(wrapper)
+        except Exception:
+            logger.exception(
+                "django_pg_real_pool could not repair alias %r %s of %s",
+                wrapper.alias,
+                phase,
+                label,
+            )
+            continue
+        if not problems:
+            continue
+        leak = Leak(wrapper.alias, tuple(problems), site)
+        leaks.append(leak)
+        wrapper._lease_counters["leaks"] += 1
+        logger.error(
+            "%s (id %s) leaked on database alias %r %s: %s. Cleaned up: rolled back, "
+            "connection returned to the pool.%s",
+            label,
+            task_id or "-",
+            wrapper.alias,
+            phase,
+            leak.describe(),
+            f" Connection acquired at:\n{site}" if site else "",
+            extra={
+                "pgrp_task": label,
+                "pgrp_task_id": task_id,
+                "pgrp_alias": wrapper.alias,
+                "pgrp_problems": list(problems),
+            },
+        )
+    return leaks
+
+
+def begin(label: str, task_id: str | None) -> list[Leak]:
+    """At task start: the thread must be clean; clean and report if not."""
+    return check_and_repair(label, task_id, phase="before the task started (left by earlier code)")
+
+
+def end(label: str, task_id: str | None) -> list[Leak]:
+    """At task end (every exit): check, repair, report."""
+    return check_and_repair(label, task_id, phase="at task end")
+
+
+def release_thread(label: str) -> list[Leak]:
+    """Before a worker thread stops: return everything it holds."""
+    return check_and_repair(label, None, phase="at thread shutdown")
+
+
+def close_pools() -> None:
+    """At worker shutdown: close every pool of this process (idle sessions end)."""
+    for wrapper in _wrappers_of_this_thread():
+        try:
+            repair(wrapper)
+            wrapper.close_pool()
+        except Exception:
+            logger.exception("django_pg_real_pool could not close the pool of %r", wrapper.alias)
+    _close_remaining_pools()
+
+
+def _close_remaining_pools() -> None:
+    # Pools of aliases this thread never touched (other threads used them).
+    from .base import DatabaseWrapper
+
+    for alias, pool in list(DatabaseWrapper._connection_pools.items()):
+        DatabaseWrapper._connection_pools.pop(alias, None)
+        DatabaseWrapper._adapters.pop(alias, None)
+        pool.close()
+    try:
+        from dj_db_conn_pool.core import pool_container
+    except ImportError:
+        return
+    with pool_container.lock:
+        pools = list(pool_container.values())
+        pool_container.clear()
+    for qpool in pools:
+        qpool.dispose()
+
+
+def wrappers_snapshot() -> dict[str, dict[str, Any]]:
+    """Holders of every live wrapper of the process (for status output)."""
+    return {f"{w.alias}@{id(w):x}": w.lease_holders() for w in _fork.wrappers()}
