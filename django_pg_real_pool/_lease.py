@@ -84,7 +84,7 @@ class LeaseMixin(_Base):
         self._lease_sticky = False
         self._lease_dirty: str | None = None
         self._lease_configuring = False
-        # Bumped at every borrow: cursors from an earlier borrow see it changed.
+        # Bumped at every borrow and return: cursors of another borrow see it changed.
         self._lease_gen = 0
         self._lease_acquired_at = 0.0
         self._lease_site: list[traceback.FrameSummary] | None = None
@@ -353,6 +353,8 @@ class LeaseMixin(_Base):
         # The box keeps the connection until putconn() is done: if an
         # asynchronous exception cuts this short, the task bracket finds it.
         box = self._lease_box
+        # Cursors of this borrow see the generation change and stop using it.
+        self._lease_gen += 1
         self.connection = None
         self._lease_raw = None
         self._lease_state = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unittest
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,6 +19,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     # TestCase-style wrapping in atomic() would hide the release path: tests
     # here are transactional unless they say otherwise.
     for item in items:
+        if getattr(item, "cls", None) is not None and issubclass(item.cls, unittest.TestCase):
+            continue  # Django's TestCase classes declare their own databases.
         if "tests" in item.path.parts and item.get_closest_marker("django_db") is None:
             item.add_marker(pytest.mark.django_db(transaction=True, databases="__all__"))
 

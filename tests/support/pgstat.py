@@ -57,3 +57,16 @@ def pool_counts(alias: str) -> tuple[int, int]:
     if "pool_checked_out" in stats:  # SQLAlchemy QueuePool
         return stats["pool_checked_out"] + stats["pool_available"], stats["pool_available"]
     return stats["pool_size"], stats["pool_available"]
+
+
+def wait_until(predicate: Any, timeout: float = 10.0, interval: float = 0.01) -> bool:
+    """Poll ``predicate`` until true; for state with no event to wait on
+    (a pool worker thread replacing a discarded connection)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(interval)
+    return True
