@@ -18,6 +18,8 @@ from collections import Counter
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import psycopg
+
 if TYPE_CHECKING:
     from ._lease import LeaseMixin
 
@@ -41,6 +43,9 @@ orphans: list[tuple[Any, Any]] = []
 #: parent's session). Kept for the child's lifetime.
 _graveyard: list[Any] = []
 
+#: Every physical connection this process opened (for fork disarming).
+_connections: weakref.WeakSet[Any] = weakref.WeakSet()
+
 #: Extra callbacks run in the child after fork (engines register their pools).
 _child_hooks: list[Callable[[], list[Any]]] = []
 
@@ -54,6 +59,8 @@ COUNTER_KEYS = (
     "stale",
     "session_pins",
     "forced_releases",
+    "pings",
+    "leaks",
 )
 
 
@@ -118,12 +125,37 @@ def return_orphans() -> None:
         adapter.putconn(conn)
 
 
+def track_connection(conn: Any) -> None:
+    """Remember a physical connection so that a fork child can disarm it."""
+    _connections.add(conn)
+
+
+def _disarm_inherited_connections() -> None:
+    # Finalizing a psycopg connection sends a Terminate message and closes its
+    # socket: from a child, that would end the parent's session. Pointing the
+    # child's copy of the descriptor at /dev/null makes that write fail
+    # harmlessly; the parent's socket is untouched (separate fd tables).
+    devnull = os.open(os.devnull, os.O_RDWR)
+    try:
+        for conn in list(_connections):
+            try:
+                fd = conn.pgconn.socket
+            except psycopg.OperationalError:  # already closed: nothing to disarm
+                continue
+            os.dup2(devnull, fd)
+            _graveyard.append(conn)
+    finally:
+        os.close(devnull)
+    _connections.clear()
+
+
 def _after_fork_in_child() -> None:
     # Nothing here may block or talk to the server: other threads' locks may
     # be held forever in the child.
     global _lock
     _lock = threading.Lock()
     orphans.clear()
+    _disarm_inherited_connections()
     for hook in _child_hooks:
         _graveyard.extend(hook())
     for wrapper in list(_wrappers):

@@ -279,6 +279,7 @@ class LeaseMixin(_Base):
         )
         if not suspect:
             return False
+        self._lease_counters["pings"] += 1
         try:
             ping(raw)
         except psycopg.Error:
@@ -378,7 +379,10 @@ class LeaseMixin(_Base):
                     counters["resets"] += 1
                     logger.debug("alias %r: resetting session (%s)", self.alias, dirty)
                     _session.discard_session(raw)
+                    # DISCARD ALL undid the set-up too: redo it (and tell
+                    # connection_created receivers) at the next borrow.
                     state.configured = False
+                    state.announced = False
                 elif not raw.autocommit:
                     raw.autocommit = True
         except psycopg.Error as exc:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import psycopg
 from psycopg_pool import PoolClosed, PoolTimeout
 
+from . import _fork
 from .errors import PoolExhausted
 
 if TYPE_CHECKING:
@@ -52,6 +53,7 @@ class PooledConnection(psycopg.Connection[Any]):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.pgrp_state = ConnState()
+        _fork.track_connection(self)
 
 
 class PoolAdapter(Protocol):

@@ -7,13 +7,15 @@ from typing import Any
 from tests.support.pgserver import settings_from_dsn
 
 
-def database(engine: str, dsn: str, application: str, **extra: Any) -> dict[str, Any]:
+def database(
+    engine: str, dsn: str, application: str, pool_size: int = 4, **extra: Any
+) -> dict[str, Any]:
     entry: dict[str, Any] = {"ENGINE": engine, **settings_from_dsn(dsn), "CONN_MAX_AGE": 0}
     entry["OPTIONS"] = {"application_name": f"pgrp-{application}"}
     if engine == "django_pg_real_pool":
-        entry["OPTIONS"]["pool"] = {"min_size": 1, "max_size": 4, "timeout": 5}
+        entry["OPTIONS"]["pool"] = {"min_size": 1, "max_size": pool_size, "timeout": 5}
     elif engine == "django_pg_real_pool.dj_db_conn_pool":
-        entry["POOL_OPTIONS"] = {"POOL_SIZE": 4, "MAX_OVERFLOW": 0, "TIMEOUT": 5}
+        entry["POOL_OPTIONS"] = {"POOL_SIZE": pool_size, "MAX_OVERFLOW": 0, "TIMEOUT": 5}
     entry.update(extra)
     return entry
 
@@ -27,6 +29,17 @@ def build(dsn: str) -> dict[str, Any]:
                 "django_pg_real_pool.dj_db_conn_pool", dsn, "djpool", TEST={"MIRROR": "default"}
             ),
             "other": database("django_pg_real_pool", dsn, "other", TEST={"MIRROR": "default"}),
+            # One connection each: consecutive borrowers provably share a backend.
+            "single": database(
+                "django_pg_real_pool", dsn, "single", TEST={"MIRROR": "default"}, pool_size=1
+            ),
+            "single_dj": database(
+                "django_pg_real_pool.dj_db_conn_pool",
+                dsn,
+                "single_dj",
+                TEST={"MIRROR": "default"},
+                pool_size=1,
+            ),
         },
         "INSTALLED_APPS": ["tests.testapp"],
         "USE_TZ": True,

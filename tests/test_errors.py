@@ -47,7 +47,7 @@ def test_terminated_backend_is_discarded_not_reused(
     engine: str, admin: psycopg.Connection[Any]
 ) -> None:
     victim = backend_pid(engine)
-    admin.execute("SELECT pg_terminate_backend(%s)", [victim])
+    admin.execute("SELECT pg_terminate_backend(%s, 5000)", [victim])
     # The pool still holds the dead connection: the cheap readiness check
     # spots the termination notice and replaces it before anyone gets it.
     pids = {backend_pid(engine) for _ in range(10)}

@@ -67,7 +67,8 @@ def test_configuration_happens_per_physical_connection(
         # A fresh physical connection (the old ones are terminated) is
         # announced exactly once, however often it is borrowed.
         admin.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s",
+            "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity "
+            "WHERE application_name = %s",
             [f"pgrp-{engine}"],
         )
         pids = [Item.objects.using(engine).count() or _pid(engine) for _ in range(20)]

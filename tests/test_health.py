@@ -1,0 +1,113 @@
+"""Dead pooled connections are replaced without a round trip on every borrow."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+
+from tests.support.pgserver import PostgresServer, settings_from_dsn
+from tests.test_pool_limits import make_wrapper
+
+ENGINE_SETTINGS = {
+    "django_pg_real_pool": {"OPTIONS": {"pool": {"min_size": 4, "max_size": 4, "timeout": 10}}},
+    "django_pg_real_pool.dj_db_conn_pool": {
+        "POOL_OPTIONS": {"POOL_SIZE": 4, "MAX_OVERFLOW": 0, "TIMEOUT": 10}
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[PostgresServer]:
+    """A server of our own: these tests restart it."""
+    with PostgresServer() as srv:
+        yield srv
+
+
+@pytest.fixture(params=sorted(ENGINE_SETTINGS), ids=["native", "dj_db_conn_pool"])
+def wrapper(request: pytest.FixtureRequest, server: PostgresServer) -> Iterator[Any]:
+    engine = request.param
+    alias = f"health-{engine.rsplit('.', 1)[-1]}"
+    settings = {**settings_from_dsn(server.dsn()), **ENGINE_SETTINGS[engine]}
+    settings["OPTIONS"] = {**settings.get("OPTIONS", {}), "application_name": alias}
+    w = make_wrapper(engine, alias, **settings)
+    yield w
+    w.close()
+    w.close_pool()
+
+
+def pid(w: Any) -> int:
+    with w.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        return int(cursor.fetchone()[0])
+
+
+def warm(w: Any) -> set[int]:
+    """Borrow until the pool's 4 connections have all been seen."""
+    seen: set[int] = set()
+    for _ in range(200):
+        seen.add(pid(w))
+        if len(seen) == 4:
+            break
+    # Hold them all at once so the dj pool opens its 4 too.
+    return seen
+
+
+def test_no_round_trip_on_a_healthy_borrow(wrapper: Any) -> None:
+    warm(wrapper)
+    counters = wrapper._lease_counters
+    pings = counters["pings"]
+    for _ in range(100):
+        pid(wrapper)
+    assert counters["pings"] == pings
+
+
+def test_terminating_every_backend_costs_no_failed_query(
+    wrapper: Any, server: PostgresServer
+) -> None:
+    warm(wrapper)
+    with psycopg.connect(server.dsn(), autocommit=True) as admin:
+        killed = admin.execute(
+            "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity "
+            "WHERE application_name = %s",
+            [wrapper.alias],
+        ).fetchall()
+    assert killed
+    # Every query succeeds: stale connections are spotted before use.
+    pids = [pid(wrapper) for _ in range(20)]
+    assert len(pids) == 20
+    assert wrapper._lease_counters["stale"] >= 1
+
+
+def test_server_restart_costs_no_failed_query(wrapper: Any, server: PostgresServer) -> None:
+    before = warm(wrapper)
+    server.restart()
+    after = [pid(wrapper) for _ in range(20)]
+    assert not set(after) & before
+    assert wrapper._lease_counters["stale"] >= 1
+
+
+def test_idle_connections_checked_with_health_checks_on(server: PostgresServer) -> None:
+    settings = {
+        **settings_from_dsn(server.dsn()),
+        "CONN_HEALTH_CHECKS": True,
+        "OPTIONS": {
+            "pool": {"min_size": 1, "max_size": 2},
+            "real_pool": {"health_check_idle": 0},
+            "application_name": "health-idle",
+        },
+    }
+    w = make_wrapper("django_pg_real_pool", "health-idle", **settings)
+    try:
+        pid(w)  # a brand-new connection is not checked: it just proved itself
+        counters = w._lease_counters
+        pings, acquires = counters["pings"], counters["acquires"]
+        for _ in range(5):
+            pid(w)
+        # Idle longer than 0 s: every later borrow pings first.
+        assert counters["pings"] - pings == counters["acquires"] - acquires == 5
+    finally:
+        w.close()
+        w.close_pool()
