@@ -126,13 +126,17 @@ class LeaseMixin(_Base):
         if self.in_atomic_block and self.closed_in_transaction:
             raise ProgrammingError("Cannot open a new connection in an atomic block.")
         with self.wrap_database_errors:
-            self.connect()
+            self._lease_connect()
 
     @async_unsafe
     def connect(self) -> None:
         if not self._lease_enabled:
             super().connect()
             return
+        self._lease_connect()
+
+    def _lease_connect(self) -> None:
+        """``connect()`` for a pooled wrapper: borrow, no per-connect set-up."""
         if self._lease_settings is None:
             self._lease_prepare()
         # The same resets as BaseDatabaseWrapper.connect(), minus the per-connect
@@ -268,9 +272,10 @@ class LeaseMixin(_Base):
                 connection_created.send(sender=self.__class__, connection=self)
 
     def _lease_is_stale(self, raw: Any, state: ConnState, adapter: PoolAdapter, now: float) -> bool:
-        """Cheap checks first; a round trip only for suspect connections."""
-        if raw.closed:
-            return True
+        """Cheap checks first; a round trip only for suspect connections.
+
+        A closed connection makes its socket look readable (no descriptor).
+        """
         idle = self._lease_idle_check
         suspect = (
             state.returned_at < adapter.suspect_before
@@ -366,6 +371,12 @@ class LeaseMixin(_Base):
         counters["releases"] += 1
         now = monotonic()
         counters["use_us"] += int((now - self._lease_acquired_at) * 1e6)
+        if dirty is None and raw.autocommit and raw.pgconn.transaction_status == _IDLE:
+            # The common case: clean, idle (hence not broken), in autocommit.
+            state.returned_at = now
+            adapter.putconn(conn)
+            box.conn = None
+            return
         try:
             if not raw.closed:
                 status = raw.pgconn.transaction_status

@@ -104,3 +104,38 @@ def test_ensure_connection_then_query_releases(engine: str) -> None:
     assert wrapper.connection is not None
     Item.objects.using(engine).count()
     assert_released(engine)
+
+
+def test_wrappers_of_other_threads_survive_close_pool(engine: str) -> None:
+    import threading
+
+    # Django's test database set-up ends with a bare ensure_connection() on
+    # this thread: start from a released wrapper.
+    connections[engine].close()
+    go = threading.Event()
+    done = threading.Event()
+    results: list[int] = []
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            results.append(backend_pid(engine))
+            go.wait(30)
+            # This thread's wrapper still points at the closed pool.
+            results.append(backend_pid(engine))
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            connections[engine].close()
+            done.set()
+
+    t = threading.Thread(target=worker)
+    t.start()
+    while not results and t.is_alive():
+        t.join(0.01)
+    connections[engine].close_pool()  # what Django's test set-up and ensure_timezone() do
+    go.set()
+    t.join(30)
+    assert not errors, errors
+    assert len(results) == 2
+    assert_released(engine)

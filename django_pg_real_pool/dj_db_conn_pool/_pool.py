@@ -6,7 +6,9 @@ from typing import Any
 
 from sqlalchemy.exc import TimeoutError as QueuePoolTimeout
 
-from .._pools import PooledConnection
+from dj_db_conn_pool.core import pool_container
+
+from .._pools import PoolGone, PooledConnection
 from ..errors import PoolExhausted
 
 
@@ -26,6 +28,10 @@ class QueuePoolAdapter:
         return self._pool
 
     def getconn(self) -> Any:
+        # close_pool() or django-db-connection-pool's own dispose-on-test-teardown
+        # replaced the alias's pool: borrow from the new one.
+        if dict.get(pool_container, self.alias) is not self._pool:
+            raise PoolGone
         try:
             fairy = self._pool.connect()
         except QueuePoolTimeout as exc:

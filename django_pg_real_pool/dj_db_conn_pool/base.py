@@ -41,6 +41,8 @@ from ._pool import QueuePoolAdapter  # noqa: E402
 
 __all__ = ["DatabaseWrapper"]
 
+_adapters: dict[str, QueuePoolAdapter] = {}
+
 
 class DatabaseWrapper(LeaseMixin, PGDatabaseWrapperMixin, pg_base.DatabaseWrapper):  # type: ignore[misc]
     """django-db-connection-pool's PostgreSQL wrapper with per-query release."""
@@ -68,7 +70,13 @@ class DatabaseWrapper(LeaseMixin, PGDatabaseWrapperMixin, pg_base.DatabaseWrappe
             self.get_new_connection(self.get_connection_params()).close()
             with pool_container.lock:
                 pool = pool_container.get(self.alias)
-        return QueuePoolAdapter(pool, self.alias)
+        # One adapter per pool, shared by all threads: it carries the pool-wide
+        # "connections returned before this time are suspect" mark.
+        adapter = _adapters.get(self.alias)
+        if adapter is None or adapter.pool is not pool:
+            with pool_container.lock:
+                adapter = _adapters[self.alias] = QueuePoolAdapter(pool, self.alias)
+        return adapter
 
     def _get_new_connection(self, conn_params: dict[str, Any]) -> PooledConnection:
         # The pool's connection factory: physical connections carry our state
@@ -86,6 +94,7 @@ class DatabaseWrapper(LeaseMixin, PGDatabaseWrapperMixin, pg_base.DatabaseWrappe
 def _forget_pools_after_fork() -> list[Any]:
     inherited: list[Any] = list(pool_container.values())
     pool_container.clear()
+    _adapters.clear()
     return inherited
 
 

@@ -49,7 +49,7 @@ def pool_counts(alias: str) -> tuple[int, int]:
     """(connections the pool has, connections resting in it) for ``alias``."""
     wrapper: Any = connections[alias]
     adapter = wrapper._lease_adapter
-    if adapter is None:
+    if adapter is None or wrapper._lease_settings is None:  # never borrowed, or pool replaced
         wrapper.ensure_connection()
         wrapper.close()
         adapter = wrapper._lease_adapter
