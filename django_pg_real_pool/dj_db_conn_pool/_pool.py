@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from dj_db_conn_pool.core import pool_container
 from sqlalchemy.exc import TimeoutError as QueuePoolTimeout
 
-from dj_db_conn_pool.core import pool_container
-
-from .._pools import PoolGone, PooledConnection
+from .._pools import PooledConnection, PoolGone
 from ..errors import PoolExhausted
 
 
@@ -30,10 +29,11 @@ class QueuePoolAdapter:
     def getconn(self) -> Any:
         # close_pool() or django-db-connection-pool's own dispose-on-test-teardown
         # replaced the alias's pool: borrow from the new one.
-        if dict.get(pool_container, self.alias) is not self._pool:
+        pool: Any = self._pool
+        if dict.get(pool_container, self.alias) is not pool:
             raise PoolGone
         try:
-            fairy = self._pool.connect()
+            fairy = pool.connect()
         except QueuePoolTimeout as exc:
             raise PoolExhausted(
                 f"database alias {self.alias!r}: no pooled connection became free within "
