@@ -30,7 +30,8 @@ class QueuePoolAdapter:
         # close_pool() or django-db-connection-pool's own dispose-on-test-teardown
         # replaced the alias's pool: borrow from the new one.
         pool: Any = self._pool
-        if dict.get(pool_container, self.alias) is not pool:
+        current: Any = dict.get(pool_container, self.alias)
+        if current is None or current is not pool:
             raise PoolGone
         try:
             fairy = pool.connect()
