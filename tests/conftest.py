@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import unittest
 from collections.abc import Iterator
 from typing import Any
@@ -12,7 +13,10 @@ from django.db import connections
 
 from tests.support import pgstat
 
-ENGINES = ["default", "djpool"]
+# tox's engine factor narrows the run to one engine (PGRP_TEST_ENGINES).
+_ENGINE_IDS = {"native": "default", "dj_db_conn_pool": "djpool"}
+_SELECTED = os.environ.get("PGRP_TEST_ENGINES", "native,dj_db_conn_pool").split(",")
+ENGINES = [_ENGINE_IDS[name] for name in _SELECTED]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -25,7 +29,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.django_db(transaction=True, databases="__all__"))
 
 
-@pytest.fixture(params=ENGINES, ids=["native", "dj_db_conn_pool"])
+@pytest.fixture(params=ENGINES, ids=[n for n in _SELECTED])
 def engine(request: pytest.FixtureRequest) -> Iterator[str]:
     """The alias of one engine, on the test database, outside any transaction."""
     alias: str = request.param
