@@ -76,7 +76,7 @@ def inspect(wrapper: LeaseMixin) -> list[str]:
     if wrapper.closed_in_transaction and not wrapper.in_atomic_block:
         problems.append("transaction flags left broken (closed_in_transaction)")
     if wrapper.connection is None and wrapper._lease_box.conn is not None:
-        problems.append("connection return interrupted")
+        problems.append("connection hand-over to or from the pool interrupted")
     return problems
 
 

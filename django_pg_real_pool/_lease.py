@@ -219,6 +219,10 @@ class LeaseMixin(_Base):
         if _fork.orphans:
             _fork.return_orphans()
         counters = self._lease_counters
+        # The box names the connection from the moment the pool hands it
+        # over: an asynchronous exception landing anywhere below leaves it
+        # findable by the task bracket instead of lost to the pool.
+        box = self._lease_box
         stale = 0
         while True:
             t0 = monotonic()
@@ -229,6 +233,8 @@ class LeaseMixin(_Base):
                 # alias has a new pool.
                 adapter = self._lease_adapter = self._lease_make_adapter()
                 conn = adapter.getconn()
+            box.adapter = adapter
+            box.conn = conn
             raw = adapter.raw(conn)
             state: ConnState = raw.pgrp_state
             if not self._lease_is_stale(raw, state, adapter, t0):
@@ -239,6 +245,7 @@ class LeaseMixin(_Base):
             adapter.suspect_before = monotonic()
             raw.close()
             adapter.putconn(conn)
+            box.conn = None
             if stale >= _MAX_STALE_IN_ONE_ACQUIRE:
                 raise psycopg.OperationalError(
                     f"database alias {self.alias!r}: {stale} pooled connections in a row "
@@ -253,13 +260,11 @@ class LeaseMixin(_Base):
             except BaseException:
                 raw.close()
                 adapter.putconn(conn)
+                box.conn = None
                 raise
         self.connection = conn
         self._lease_raw = raw
         self._lease_state = state
-        box = self._lease_box
-        box.adapter = adapter
-        box.conn = conn
         self._lease_gen += 1
         self._lease_acquired_at = now
         self._lease_dirty = None

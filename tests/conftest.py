@@ -29,10 +29,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.django_db(transaction=True, databases="__all__"))
 
 
-@pytest.fixture(params=ENGINES, ids=[n for n in _SELECTED])
+@pytest.fixture(params=ENGINES, ids=list(_SELECTED))
 def engine(request: pytest.FixtureRequest) -> Iterator[str]:
     """The alias of one engine, on the test database, outside any transaction."""
     alias: str = request.param
+    # Django's test database set-up ends with a bare ensure_connection():
+    # start every test from a released wrapper.
+    connections[alias].close()
     yield alias
     connections[alias].close()
 
