@@ -1,7 +1,8 @@
-"""The engine's own settings, read once per alias from ``OPTIONS["real_pool"]``.
+"""The engine's own settings, read once per wrapper from ``OPTIONS["real_pool"]``.
 
-Kept out of ``OPTIONS`` proper before psycopg sees it: Django passes unknown
-``OPTIONS`` keys to ``psycopg.connect()``.
+The engine removes that key from the connection parameters
+(``LeaseMixin.get_connection_params``): Django passes unknown ``OPTIONS`` keys
+on to ``psycopg.connect()``.
 """
 
 from __future__ import annotations
@@ -70,7 +71,3 @@ def parse_settings(alias: str, options: Mapping[str, Any]) -> RealPoolSettings:
     assert idle is not None
     return RealPoolSettings(session_state=policy, health_check_idle=idle, leak_threshold=leak)
 
-
-def connection_options(options: Mapping[str, Any]) -> dict[str, Any]:
-    """``OPTIONS`` without our key: what Django may pass on to psycopg."""
-    return {k: v for k, v in options.items() if k != OPTIONS_KEY}
