@@ -84,6 +84,10 @@ def register(wrapper: LeaseMixin) -> HeldBox:
     box = HeldBox()
     with _lock:
         _wrappers.add(wrapper)
+        # Short-lived threads retire wrappers all the time: fold their counters
+        # here too, not only when someone reads the statistics.
+        if len(_retired_queue) > 64:
+            _fold_retired()
     weakref.finalize(wrapper, _retire, wrapper.alias, wrapper._lease_counters, box)
     return box
 
@@ -101,12 +105,17 @@ def wrappers() -> list[LeaseMixin]:
         return list(_wrappers)
 
 
+def _fold_retired() -> None:
+    """Move queued counters of dead wrappers into the totals (caller holds _lock)."""
+    while _retired_queue:
+        alias, counters = _retired_queue.pop()
+        _retired.setdefault(alias, Counter()).update(counters)
+
+
 def counters_by_alias() -> dict[str, Counter[str]]:
     """Summed counters of live and retired wrappers, per alias."""
     with _lock:
-        while _retired_queue:
-            alias, counters = _retired_queue.pop()
-            _retired.setdefault(alias, Counter()).update(counters)
+        _fold_retired()
         total = {alias: Counter(c) for alias, c in _retired.items()}
         live = list(_wrappers)
     for wrapper in live:

@@ -13,6 +13,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from signal import SIGTERM
 from typing import Any
 
 
@@ -84,7 +85,7 @@ class ManagedProcess:
         assert self.process is not None
         return self.process.wait(timeout)
 
-    def stop(self, timeout: float = 30.0, sig: int = signal.SIGTERM) -> int | None:
+    def stop(self, timeout: float = 30.0, sig: int = SIGTERM) -> int | None:
         """Stop the whole process group: ``sig``, then SIGKILL after ``timeout``."""
         if self.process is None:
             return None
