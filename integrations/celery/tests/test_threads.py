@@ -1,0 +1,59 @@
+"""``celery worker -P threads -c 16`` on a pool of 4: one worker for the module.
+
+The warm-shutdown test stops the worker: it comes last.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from integrations.celery.tests.workers import (
+    LEAK_CASES,
+    CeleryEnv,
+    LeakCase,
+    RunningWorker,
+    assert_clean,
+    check_leak_case,
+    check_warm_shutdown,
+    running_worker,
+)
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def worker(
+    celery_env: CeleryEnv, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningWorker]:
+    with running_worker(
+        celery_env, tmp_path_factory.mktemp("threads"), pool="threads", concurrency=16
+    ) as running:
+        yield running
+
+
+def test_sixteen_threads_share_four_connections(worker: RunningWorker) -> None:
+    result = worker.load(400, work_ms=50)
+    assert (result.ok, result.errors, result.pool_timeouts) == (400, 0, 0)
+    assert result.peak_connections <= 4
+    # Every query of every task ran on one of at most 4 backends.
+    assert 1 <= len(result.backend_pids) <= 4
+    probes = assert_clean(worker)
+    assert len({p["thread"] for p in probes}) == 16
+
+
+def test_fixup_per_task_handlers_replaced_by_the_bracket(worker: RunningWorker) -> None:
+    (probe, *_) = worker.probes()
+    assert probe["prerun_receivers"] == ["_on_task_prerun"]
+    assert probe["postrun_receivers"] == ["_on_task_postrun"]
+    assert "replaces the per-task database handlers of Celery" in worker.process.output()
+
+
+@pytest.mark.parametrize("case", LEAK_CASES, ids=str)
+def test_leak_is_repaired_and_reported(worker: RunningWorker, case: LeakCase) -> None:
+    check_leak_case(worker, case)
+
+
+def test_warm_shutdown_under_load_leaves_nothing_on_the_server(worker: RunningWorker) -> None:
+    check_warm_shutdown(worker, tasks=200)
