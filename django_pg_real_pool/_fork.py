@@ -61,6 +61,7 @@ COUNTER_KEYS = (
     "forced_releases",
     "pings",
     "leaks",
+    "timeouts",
 )
 
 

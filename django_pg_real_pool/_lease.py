@@ -39,11 +39,12 @@ from django.db.utils import ProgrammingError
 from django.utils.asyncio import async_unsafe
 from psycopg.pq import TransactionStatus
 
-from . import _fork, _session
+from . import _fork, _leaks, _session
 from ._cursors import LeasedCursorDebugWrapper, LeasedCursorWrapper
 from ._pools import ConnState, PoolAdapter, PoolGone, ping, socket_is_readable
 from ._settings import RealPoolSettings, parse_settings
-from .errors import SessionStateError
+from .checks import DatabaseValidation
+from .errors import PoolExhausted, SessionStateError
 
 if TYPE_CHECKING:
     from django.db.backends.postgresql.base import DatabaseWrapper as PGWrapper
@@ -71,12 +72,20 @@ class LeaseMixin(_Base):
 
     # Per-process: call sites already warned about session state.
     _warned_sites: set[tuple[str, int]] = set()
+    # `manage.py check --database <alias>` runs this package's checks on the
+    # alias, whether or not the app is installed.
+    validation_class = DatabaseValidation
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._lease_adapter: PoolAdapter | None = None
         self._lease_settings: RealPoolSettings | None = None
         self._lease_enabled = self._lease_is_enabled()
+        if self._lease_enabled:
+            # A released wrapper is in the configured mode (Django starts
+            # with False and fixes it at connect(); get_autocommit() and the
+            # task bracket read it without borrowing).
+            self.autocommit = bool(self.settings_dict["AUTOCOMMIT"])
         self._lease_raw: Any = None
         self._lease_state: ConnState | None = None
         self._lease_cursors = 0
@@ -212,6 +221,9 @@ class LeaseMixin(_Base):
         self.close_at = monotonic()
         self._lease_idle_check = settings.health_check_idle if self.health_check_enabled else None
         self._lease_settings = settings
+        if settings.leak_threshold is not None:
+            # Starts this process's leak detector once; nothing runs when off.
+            _leaks.watch(self.alias, settings.leak_threshold)
 
     def _lease_acquire(self) -> None:
         adapter = self._lease_adapter
@@ -227,12 +239,16 @@ class LeaseMixin(_Base):
         while True:
             t0 = monotonic()
             try:
-                conn = adapter.getconn()
-            except PoolGone:
-                # close_pool() ran (test set-up, time zone change): the
-                # alias has a new pool.
-                adapter = self._lease_adapter = self._lease_make_adapter()
-                conn = adapter.getconn()
+                try:
+                    conn = adapter.getconn()
+                except PoolGone:
+                    # close_pool() ran (test set-up, time zone change): the
+                    # alias has a new pool.
+                    adapter = self._lease_adapter = self._lease_make_adapter()
+                    conn = adapter.getconn()
+            except PoolExhausted:
+                counters["timeouts"] += 1
+                raise
             box.adapter = adapter
             box.conn = conn
             raw = adapter.raw(conn)
@@ -270,7 +286,13 @@ class LeaseMixin(_Base):
         self._lease_dirty = None
         settings = self._lease_settings
         if settings is not None and settings.leak_threshold is not None:
-            self._lease_site = traceback.extract_stack(limit=30)[:-3]
+            # Frames of the caller of ensure_connection()/connect() outwards;
+            # source lines are read only if the stack is ever printed.
+            site = traceback.StackSummary.extract(
+                traceback.walk_stack(sys._getframe(3)), limit=30, lookup_lines=False
+            )
+            site.reverse()
+            self._lease_site = site
         if not state.announced:
             state.announced = True
             with self._lease_configuring_block():

@@ -1,0 +1,190 @@
+"""``manage.py pool_status``: this process's pool telemetry and the server's sessions.
+
+The telemetry part is the view of the process running the command (a
+management command has its own pools; the live numbers of web and worker
+processes come from their OpenTelemetry or Prometheus exporters, or from
+``call_command("pool_status")`` inside them). The server part is
+``pg_stat_activity`` for each alias's database and application: what every
+process sharing that ``application_name`` holds right now. It is read on a
+separate, unpooled connection, so the command never creates a pool.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import psycopg
+from django.core.management.base import BaseCommand, CommandParser
+from django.db import connections
+
+from ... import telemetry
+from ...checks import ENGINES
+
+#: Our own session's application_name: recognisable, never matching an alias filter.
+APPLICATION_NAME = "django_pg_real_pool pool_status"
+QUERY_WIDTH = 60
+
+_ACTIVITY_SQL = """
+SELECT pid, application_name, state,
+       EXTRACT(EPOCH FROM now() - xact_start)::float8,
+       EXTRACT(EPOCH FROM now() - state_change)::float8,
+       query
+FROM pg_stat_activity
+WHERE datname = current_database()
+  AND backend_type = 'client backend'
+  AND pid <> pg_backend_pid()
+  AND (%(app)s::text IS NULL OR application_name = %(app)s)
+ORDER BY application_name, state, pid
+"""
+
+_METRIC_ROWS: tuple[tuple[str, str], ...] = (
+    ("engine", telemetry.ENGINE),
+    ("db.client.connection.count{state=used}", telemetry.CONNECTION_COUNT + "/used"),
+    ("db.client.connection.count{state=idle}", telemetry.CONNECTION_COUNT + "/idle"),
+    ("db.client.connection.max", telemetry.CONNECTION_MAX),
+    ("db.client.connection.idle.max", telemetry.CONNECTION_IDLE_MAX),
+    ("db.client.connection.idle.min", telemetry.CONNECTION_IDLE_MIN),
+    ("db.client.connection.pending_requests", telemetry.PENDING_REQUESTS),
+    ("db.client.connection.timeouts", telemetry.TIMEOUTS),
+    ("db.client.connection.create_time (n, avg ms)", telemetry.CREATE_TIME),
+    ("db.client.connection.wait_time (n, avg ms)", telemetry.WAIT_TIME),
+    ("db.client.connection.use_time (n, avg ms)", telemetry.USE_TIME),
+)
+
+
+class Command(BaseCommand):
+    help = (
+        "Print django_pg_real_pool's pool statistics for this process and the server's "
+        "sessions (pg_stat_activity) for each alias's application."
+    )
+    requires_system_checks: list[str] = []
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--database",
+            action="append",
+            dest="databases",
+            help="alias to report (repeatable; default: every alias on this package's engines)",
+        )
+        parser.add_argument(
+            "--json", action="store_true", help="print one JSON document instead of tables"
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        aliases = options["databases"] or [
+            alias for alias, entry in connections.settings.items() if entry.get("ENGINE") in ENGINES
+        ]
+        snap = {alias: data for alias, data in telemetry.snapshot().items() if alias in aliases}
+        activity = {alias: server_sessions(alias) for alias in aliases}
+        if options["json"]:
+            self.stdout.write(json.dumps({"pools": snap, "server": activity}, default=str))
+            return
+        self.stdout.write(render(snap, activity))
+
+
+def server_sessions(alias: str) -> list[dict[str, Any]]:
+    """``pg_stat_activity`` rows of ``alias``'s database and application_name."""
+    wrapper = connections[alias]
+    params = wrapper.get_connection_params()
+    app = params.get("application_name")
+    params["application_name"] = APPLICATION_NAME
+    params.pop("cursor_factory", None)
+    with psycopg.connect(**params, autocommit=True) as conn:
+        rows = conn.execute(_ACTIVITY_SQL, {"app": app}).fetchall()
+    return [
+        {
+            "pid": pid,
+            "application_name": application,
+            "state": state,
+            "xact_age": xact_age,
+            "state_age": state_age,
+            "query": query,
+        }
+        for pid, application, state, xact_age, state_age, query in rows
+    ]
+
+
+def render(
+    snap: Mapping[str, Mapping[str, Any]], activity: Mapping[str, list[dict[str, Any]]]
+) -> str:
+    """Both views as plain-text tables."""
+    aliases = list(snap)
+    pid = next(iter(snap.values()))[telemetry.PROCESS_PID] if snap else "-"
+    out = [f"Pools of this process (pid {pid})", ""]
+    if aliases:
+        rows = [[label, *(_metric(snap[a], key) for a in aliases)] for label, key in _METRIC_ROWS]
+        counters = sorted(
+            {k for data in snap.values() for k in data if k.startswith(telemetry.ENGINE_PREFIX)}
+            - {telemetry.ENGINE}
+        )
+        rows += [[key, *(_cell(snap[a].get(key)) for a in aliases)] for key in counters]
+        out.append(table(["metric", *aliases], rows))
+    else:
+        out.append("(no alias uses a django_pg_real_pool engine)")
+    for alias, sessions in activity.items():
+        states = Counter(s["state"] or "-" for s in sessions)
+        summary = ", ".join(f"{n} {state}" for state, n in sorted(states.items())) or "none"
+        out += ["", f"Server sessions of alias {alias!r} (pg_stat_activity): {summary}", ""]
+        if sessions:
+            out.append(
+                table(
+                    ["pid", "application", "state", "xact age", "state age", "query"],
+                    [
+                        [
+                            str(s["pid"]),
+                            s["application_name"] or "-",
+                            s["state"] or "-",
+                            _seconds(s["xact_age"]),
+                            _seconds(s["state_age"]),
+                            _query(s["query"]),
+                        ]
+                        for s in sessions
+                    ],
+                )
+            )
+    return "\n".join(out) + "\n"
+
+
+def table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    rows = [list(r) for r in rows]
+    widths = [max(len(str(c)) for c in col) for col in zip(headers, *rows, strict=False)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    return "\n".join(lines)
+
+
+def _metric(data: Mapping[str, Any], key: str) -> str:
+    if "/" in key:
+        name, state = key.split("/")
+        return _cell(data[name][state])
+    value = data.get(key)
+    if isinstance(value, Mapping):
+        count = value["count"]
+        avg = value["sum"] / count * 1000 if count else 0.0
+        return f"{count}, {avg:.3f}"
+    return _cell(value)
+
+
+_ENGINE_NAMES = {
+    "django_pg_real_pool": "native",
+    "django_pg_real_pool.dj_db_conn_pool": "dj_db_conn_pool",
+}
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    return _ENGINE_NAMES.get(value, str(value)) if isinstance(value, str) else str(value)
+
+
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}s"
+
+
+def _query(query: str | None) -> str:
+    text = " ".join((query or "").split())
+    return text if len(text) <= QUERY_WIDTH else text[: QUERY_WIDTH - 3] + "..."
