@@ -59,9 +59,10 @@ def inspect(wrapper: LeaseMixin) -> list[str]:
     if wrapper.in_atomic_block or wrapper.atomic_blocks:
         problems.append("atomic() block still open")
     raw = wrapper._lease_raw
+    if not wrapper.autocommit and not wrapper.in_atomic_block:
+        # Also after a close(): the mode outlives the connection.
+        problems.append("autocommit left off (manual transaction)")
     if wrapper.connection is not None:
-        if not wrapper.autocommit and not wrapper.in_atomic_block:
-            problems.append("autocommit left off (manual transaction)")
         if raw is not None and not raw.closed and raw.pgconn.transaction_status in _OPEN:
             status = TransactionStatus(raw.pgconn.transaction_status).name
             problems.append(f"transaction open on the server ({status})")

@@ -126,21 +126,27 @@ class NativePool:
             return self._pool.getconn()
         except PoolTimeout as exc:
             stats = self._pool.get_stats()
-            if stats.get("pool_size", 0) == 0 and stats.get("connections_errors", 0):
+            failed = stats.get("connections_errors", 0)
+            if failed and failed >= stats.get("connections_num", 0):
                 raise PoolExhausted(
                     f"database alias {self.alias!r}: the pool could not open any connection "
-                    f"within its timeout ({self.describe()}); the server refused or is "
-                    "unreachable (the 'psycopg.pool' logger has the connection errors). "
-                    "Check HOST/PORT/credentials and that the server is up."
+                    f"within its timeout ({self.describe()}; {failed} attempts failed, the "
+                    "'psycopg.pool' logger has the errors). Check HOST/PORT/credentials and "
+                    "that the server is up."
                 ) from exc
             raise PoolExhausted(
                 f"database alias {self.alias!r}: no pooled connection became free within "
-                f"the pool timeout ({self.describe()}; {stats.get('pool_size', 0)} open, "
-                f"{stats.get('requests_waiting', 0)} other requests waiting). To fix: "
-                f"{self.exhausted_hint()}."
+                f"the pool timeout ({self.describe()}; "
+                f"{stats.get('requests_waiting', 0)} other requests waiting"
+                + (f", {failed} connection attempts failed" if failed else "")
+                + f"). To fix: {self.exhausted_hint()}."
             ) from exc
         except PoolClosed as exc:
             raise PoolGone from exc
+        except BaseException as exc:
+            if not isinstance(exc, Exception):
+                _withdraw_interrupted_wait(self._pool, exc)
+            raise
 
     def putconn(self, conn: Any) -> None:
         self._pool.putconn(conn)
@@ -166,6 +172,42 @@ class NativePool:
 
     def close(self) -> None:
         self._pool.close()
+
+
+def _withdraw_interrupted_wait(pool: ConnectionPool[Any], exc: BaseException) -> None:
+    """Withdraw the waiting place of a ``getconn()`` that ``exc`` interrupted.
+
+    psycopg_pool (3.3) traps only ``Exception`` while a client waits for a
+    connection: an asynchronous ``BaseException`` (dramatiq's
+    ``TimeLimitExceeded``/``Shutdown``, delivered when the wait ends) leaves
+    the client's place queued, and the next connection returned to the pool is
+    handed to it and lost for good; a few of these drain the pool. The place is
+    ``_getconn_unchecked``'s ``pos`` (a ``WaitingClient``), found in the
+    traceback: it is marked failed so the pool skips it, and a connection
+    already handed to it goes back. On another psycopg_pool layout this finds
+    nothing and does nothing.
+    """
+    from psycopg_pool.pool import WaitingClient
+
+    tb = exc.__traceback__
+    while tb is not None:
+        frame = tb.tb_frame
+        if frame.f_code.co_name == "_getconn_unchecked":
+            pos = frame.f_locals.get("pos")
+            break
+        tb = tb.tb_next
+    else:
+        return
+    if not isinstance(pos, WaitingClient):
+        return
+    with pos._cond:  # the lock the pool's hand-over (WaitingClient.set) takes
+        conn = pos.conn
+        pos.conn = None
+        if pos.error is None:
+            pos.error = exc
+    if conn is not None:
+        conn._pool = pool
+        pool.putconn(conn)
 
 
 # Guards creation of native pools per alias (Django's own dict uses setdefault,
