@@ -1,0 +1,210 @@
+"""The actors the end-to-end tests and the benchmark send messages to.
+
+Every actor stores its result (or its exception) in the Redis result backend
+and is never retried, so the sender sees exactly what happened.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from contextlib import ExitStack
+from typing import Any
+
+import dramatiq
+from django.db import OperationalError, connection, transaction
+from psycopg_pool import PoolTimeout
+
+from django_pg_real_pool import PoolExhausted, pinned
+
+from .models import Note
+
+OPTIONS: dict[str, Any] = {"max_retries": 0, "store_results": True}
+
+
+class PoolTimedOut(Exception):
+    """No pooled connection within the pool timeout (either engine)."""
+
+
+def _backend_pid() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        return int(cursor.fetchone()[0])
+
+
+# -- load ---------------------------------------------------------------------
+
+
+@dramatiq.actor(**OPTIONS)
+def load(work_ms: int) -> dict[str, Any]:
+    """Query, ``work_ms`` of work that does not use the database, query.
+
+    Returns the backends of both queries and when the work ran (wall clock),
+    so the sender can count how many messages worked at the same time.
+    """
+    try:
+        first = _backend_pid()
+        started = time.time()
+        time.sleep(work_ms / 1000)
+        finished = time.time()
+        return {"pids": [first, _backend_pid()], "work": [started, finished]}
+    except OperationalError as exc:
+        if isinstance(exc, PoolExhausted) or isinstance(exc.__cause__, PoolTimeout):
+            raise PoolTimedOut(str(exc)) from exc
+        raise
+
+
+# -- what the next message sees ----------------------------------------------------
+
+
+@dramatiq.actor(**OPTIONS)
+def probe() -> dict[str, Any]:
+    """This thread's view of its connection and of the pool, after a query."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_backend_pid(), current_setting('search_path'), "
+            "now() = statement_timestamp(), "
+            "(SELECT count(*) FROM pg_class WHERE relnamespace = pg_my_temp_schema()), "
+            "(SELECT count(*) FROM pg_cursors)"
+        )
+        pid, search_path, fresh_transaction, temp_tables, cursors = cursor.fetchone()
+    seen: dict[str, Any] = {
+        "thread": threading.get_ident(),
+        "pid": pid,
+        "search_path": search_path,
+        "fresh_transaction": fresh_transaction,
+        "temp_tables": temp_tables,
+        "open_cursors": cursors,
+        "autocommit": connection.get_autocommit(),
+        "in_atomic_block": connection.in_atomic_block,
+        "needs_rollback": connection.needs_rollback,
+        "released": connection.connection is None,
+    }
+    seen.update(pool_state())
+    return seen
+
+
+def pool_state() -> dict[str, Any]:
+    """The pool's counters, its connections out of the pool, what every
+    thread's wrapper holds."""
+    adapter = getattr(connection, "_lease_adapter", None)
+    if adapter is None:  # stock engine
+        pool = getattr(connection, "pool", None)
+        return {"pool": dict(pool.get_stats()) if pool is not None else {}}
+    from django_pg_real_pool import _bracket, _fork
+
+    # The pool may be replacing a discarded connection in the background
+    # (counted in pool_size before it is available): let that settle.
+    deadline = time.monotonic() + 5
+    stats = adapter.stats()
+    while stats["pool_size"] != stats["pool_available"] and time.monotonic() < deadline:
+        time.sleep(0.01)
+        stats = adapter.stats()
+    return {
+        "pool": stats,
+        "out_of_pool": stats["pool_size"] - stats["pool_available"],
+        "holders": {k: v for k, v in _bracket.wrappers_snapshot().items() if v},
+        "counters": dict(_fork.counters_by_alias().get("default", {})),
+    }
+
+
+@dramatiq.actor(**OPTIONS)
+def pool_stats() -> dict[str, Any]:
+    return pool_state()
+
+
+# -- leaks, one actor per case ----------------------------------------------------
+
+
+@dramatiq.actor(**OPTIONS)
+def leak_autocommit_off(marker: str) -> None:
+    """Switches autocommit off, writes, never commits."""
+    transaction.set_autocommit(False)
+    Note.objects.create(marker=marker)
+
+
+@dramatiq.actor(**OPTIONS)
+def leak_open_cursor(marker: str) -> None:
+    """Runs a query on a cursor it never closes nor reads."""
+    cursor = connection.cursor()
+    cursor.execute("SELECT %s", [marker])
+
+
+@dramatiq.actor(**OPTIONS)
+def leak_pinned_exception(marker: str) -> None:
+    """Raises while inside pinned(), with session state set (never exited)."""
+    stack = ExitStack()
+    stack.enter_context(pinned())
+    with connection.cursor() as cursor:
+        cursor.execute("SET search_path TO pg_catalog, public")
+        cursor.execute("CREATE TEMPORARY TABLE leak_scratch (marker text)")
+    raise RuntimeError(f"failed inside pinned() ({marker})")
+
+
+@dramatiq.actor(**OPTIONS)
+def raise_in_atomic(marker: str) -> None:
+    """Raises inside ``with atomic()``: Django rolls back, nothing leaks."""
+    with transaction.atomic():
+        Note.objects.create(marker=marker)
+        raise ValueError(f"failed inside atomic() ({marker})")
+
+
+@dramatiq.actor(**OPTIONS)
+def leak_atomic_left_open(marker: str) -> None:
+    """Raises inside an atomic() block that is never exited."""
+    transaction.atomic().__enter__()
+    Note.objects.create(marker=marker)
+    raise ValueError(f"failed inside an unexited atomic() ({marker})")
+
+
+@dramatiq.actor(**OPTIONS)
+def leak_search_path(marker: str) -> None:
+    """SET outside pinned(): the connection stays with the thread until the end."""
+    with connection.cursor() as cursor:
+        cursor.execute("SET search_path TO pg_catalog, public")
+        cursor.execute("SELECT %s", [marker])
+
+
+@dramatiq.actor(time_limit=300, **OPTIONS)
+def time_limit_in_transaction(marker: str) -> None:
+    """Exceeds its time limit inside a transaction, busy with queries."""
+    with transaction.atomic():
+        Note.objects.create(marker=marker)
+        while True:
+            Note.objects.filter(marker=marker).count()
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_sleep(0.005)")
+
+
+@dramatiq.actor(time_limit=500, **OPTIONS)
+def time_limit_waiting_for_pool(marker: str) -> None:
+    """Exceeds its time limit while it waits for a pooled connection: helper
+    threads hold every connection of the pool meanwhile."""
+    size = connection.settings_dict["OPTIONS"]["pool"]["max_size"]
+    holding = threading.Semaphore(0)
+    release = threading.Event()
+
+    def hold() -> None:
+        with pinned():
+            _backend_pid()
+            holding.release()
+            release.wait()
+
+    helpers = [threading.Thread(target=hold) for _ in range(size)]
+    try:
+        for helper in helpers:
+            helper.start()
+        for _ in helpers:
+            holding.acquire()
+        Note.objects.create(marker=marker)
+    finally:
+        release.set()
+        for helper in helpers:
+            helper.join()
+
+
+@dramatiq.actor(**OPTIONS)
+def delayed_note(marker: str) -> str:
+    """Runs after a delay (its re-enqueue happens on a consumer thread)."""
+    Note.objects.create(marker=f"{marker}-ran")
+    return marker
