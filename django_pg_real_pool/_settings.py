@@ -70,4 +70,3 @@ def parse_settings(alias: str, options: Mapping[str, Any]) -> RealPoolSettings:
     leak = _number(alias, "leak_threshold", raw.get("leak_threshold"), allow_none=True)
     assert idle is not None
     return RealPoolSettings(session_state=policy, health_check_idle=idle, leak_threshold=leak)
-
