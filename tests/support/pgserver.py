@@ -122,6 +122,8 @@ class PostgresServer:
             timeout=timeout,
             env=env,
             cwd=self.root,
+            # Ctrl-C in a terminal hits the foreground group: keep initdb/pg_ctl out of it.
+            start_new_session=True,
             **kwargs,
         )
 
@@ -148,8 +150,9 @@ class PostgresServer:
             conf.write(f"unix_socket_directories = '{self.root}'\n")
         if self.user is not None:
             os.chown(self.datadir / "postgresql.conf", self.user.pw_uid, self.user.pw_gid)
-        self._pg_ctl("start")
+        # pg_ctl may launch the postmaster and still fail or be interrupted: stop() must try.
         self._started = True
+        self._pg_ctl("start")
         with psycopg.connect(self.dsn(), autocommit=True) as conn:
             conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
         return self
