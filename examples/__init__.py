@@ -1,0 +1,1 @@
+"""Runnable examples of django-pg-real-pool (``examples.demo`` is behind ``make demo``)."""
