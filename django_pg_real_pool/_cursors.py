@@ -15,7 +15,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-import psycopg
 from django.db.backends.postgresql.base import CursorDebugWrapper as PGCursorDebugWrapper
 from django.db.backends.utils import CursorWrapper
 from django.db.utils import InterfaceError
@@ -29,10 +28,12 @@ class LeasedCursorMixin:
 
     cursor: Any
     db: LeaseMixin
+    _gen: int
+    #: Server-side (named) cursor: holds until closed, its fetches talk to the server.
+    _server_side = False
 
     def __init__(self, cursor: Any, db: LeaseMixin) -> None:
         super().__init__(cursor, db)  # type: ignore[call-arg]
-        self._server_side = isinstance(cursor, psycopg.ServerCursor)
         self._gen = db._lease_gen
         self._holding = True
         db._lease_cursors += 1
@@ -63,16 +64,6 @@ class LeasedCursorMixin:
             if self._gen == db._lease_gen:
                 db._lease_cursors -= 1
                 db._lease_maybe_release()
-
-    def __getattr__(self, attr: str) -> Any:
-        # fetch*() of a server-side cursor talks to the server: never on a
-        # connection that went back to the pool.
-        if self._server_side and self._gen != self.db._lease_gen:
-            raise InterfaceError(
-                "cursor already closed: connection.close() returned its connection to "
-                "the pool while this server-side cursor was open"
-            )
-        return super().__getattr__(attr)  # type: ignore[misc]
 
     def execute(self, sql: Any, params: Any = None) -> Any:
         self._check_usable()
@@ -109,12 +100,41 @@ class LeasedCursorMixin:
             self._let_go()
 
 
+class ServerSideGuardMixin:
+    """For server-side cursors only: their ``fetch*()`` talk to the server.
+
+    Kept off client-side cursors, whose every ``fetchone()`` would pay the
+    extra frame for nothing (their rows are already in memory).
+    """
+
+    cursor: Any
+    db: LeaseMixin
+    _gen: int
+    _server_side = True
+
+    def __getattr__(self, attr: str) -> Any:
+        if self._gen != self.db._lease_gen:
+            raise InterfaceError(
+                "cursor already closed: connection.close() returned its connection to "
+                "the pool while this server-side cursor was open"
+            )
+        return super().__getattr__(attr)  # type: ignore[misc]
+
+
 class LeasedCursorWrapper(LeasedCursorMixin, CursorWrapper):
     """``CursorWrapper`` holding the lease while open."""
 
 
+class LeasedServerCursorWrapper(ServerSideGuardMixin, LeasedCursorWrapper):
+    """``CursorWrapper`` of a server-side cursor holding the lease while open."""
+
+
 class LeasedCursorDebugWrapper(LeasedCursorMixin, PGCursorDebugWrapper):
     """``CursorDebugWrapper`` (``DEBUG``, ``assertNumQueries``) holding the lease."""
+
+
+class LeasedServerCursorDebugWrapper(ServerSideGuardMixin, LeasedCursorDebugWrapper):
+    """``CursorDebugWrapper`` of a server-side cursor holding the lease while open."""
 
     def copy(self, statement: Any) -> Any:
         self._check_usable()

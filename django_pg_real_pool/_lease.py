@@ -25,6 +25,7 @@ import logging
 import os
 import sys
 import traceback
+from asyncio import _get_running_loop
 from collections.abc import Iterator
 from contextlib import contextmanager
 from time import monotonic
@@ -32,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import django
 import psycopg
+from django.core.exceptions import SynchronousOnlyOperation
 from django.db import DEFAULT_DB_ALIAS
 from django.db.backends.base.base import RAN_DB_VERSION_CHECK, BaseDatabaseWrapper
 from django.db.backends.signals import connection_created
@@ -40,7 +42,12 @@ from django.utils.asyncio import async_unsafe
 from psycopg.pq import TransactionStatus
 
 from . import _fork, _leaks, _session
-from ._cursors import LeasedCursorDebugWrapper, LeasedCursorWrapper
+from ._cursors import (
+    LeasedCursorDebugWrapper,
+    LeasedCursorWrapper,
+    LeasedServerCursorDebugWrapper,
+    LeasedServerCursorWrapper,
+)
 from ._pools import ConnState, PoolAdapter, PoolGone, ping, socket_is_readable
 from ._settings import RealPoolSettings, parse_settings
 from .checks import DatabaseValidation
@@ -125,13 +132,16 @@ class LeaseMixin(_Base):
             return bool(self.settings_dict["AUTOCOMMIT"])
         return super().get_autocommit()
 
-    @async_unsafe
     def ensure_connection(self) -> None:
+        # Called on every cursor(): the held case returns before anything else.
+        # Django's @async_unsafe (an exception raised and caught per call) is
+        # replaced by the same check where it matters, before borrowing.
         if self.connection is not None:
             return
         if not self._lease_enabled:
             super().ensure_connection()
             return
+        _check_not_async()
         if self.in_atomic_block and self.closed_in_transaction:
             raise ProgrammingError("Cannot open a new connection in an atomic block.")
         with self.wrap_database_errors:
@@ -201,11 +211,15 @@ class LeaseMixin(_Base):
     def make_cursor(self, cursor: Any) -> Any:
         if not self._lease_enabled:
             return super().make_cursor(cursor)
+        if isinstance(cursor, psycopg.ServerCursor):
+            return LeasedServerCursorWrapper(cursor, self)
         return LeasedCursorWrapper(cursor, self)
 
     def make_debug_cursor(self, cursor: Any) -> Any:
         if not self._lease_enabled:
             return super().make_debug_cursor(cursor)
+        if isinstance(cursor, psycopg.ServerCursor):
+            return LeasedServerCursorDebugWrapper(cursor, self)
         return LeasedCursorDebugWrapper(cursor, self)
 
     # -- borrowing ----------------------------------------------------------
@@ -527,6 +541,14 @@ class LeaseMixin(_Base):
         if not holders:
             holders["unreleased"] = True
         return holders
+
+
+def _check_not_async() -> None:
+    """Django's ``async_unsafe`` check, without raising to find no event loop."""
+    if _get_running_loop() is not None and not os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE"):
+        raise SynchronousOnlyOperation(
+            "You cannot call this from an async context - use a thread or sync_to_async."
+        )
 
 
 def _shorten(sql: Any, limit: int = 120) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import psycopg
+import pytest
 from django.db import connections
 
 from tests.support.pgstat import backend_pid, pool_counts, sessions, wait_until
@@ -139,3 +140,16 @@ def test_wrappers_of_other_threads_survive_close_pool(engine: str) -> None:
     assert not errors, errors
     assert len(results) == 2
     assert_released(engine)
+
+
+def test_borrowing_from_an_event_loop_is_refused(engine: str) -> None:
+    import asyncio
+
+    from django.core.exceptions import SynchronousOnlyOperation
+
+    async def borrow() -> None:
+        connections[engine].ensure_connection()
+
+    with pytest.raises(SynchronousOnlyOperation):
+        asyncio.run(borrow())
+    assert connections[engine].connection is None
