@@ -20,6 +20,8 @@ class DjangoPgRealPoolConfig(AppConfig):
 
         from . import _leaks, checks
 
-        django_checks.register(checks.check_databases, checks.TAG, django_checks.Tags.database)
+        # Not tagged "database": these read settings only, and since Django 6.0
+        # database-tagged checks run only with `check --database`.
+        django_checks.register(checks.check_databases, checks.TAG)
         django_checks.register(checks.check_integrations, checks.TAG)
         _leaks.watch_configured()

@@ -304,7 +304,12 @@ class DatabaseValidation(BaseDatabaseValidation):
     runs the per-alias checks even when the app is not installed."""
 
     def check(self, **kwargs: Any) -> list[CheckMessage]:
+        from django.apps import apps
+
         wrapper = self.connection
+        if apps.is_installed(TAG) and wrapper.settings_dict.get("ENGINE") in ENGINES:
+            # The app's own check (check_databases) already covers this alias.
+            return list(super().check(**kwargs))
         engine = _engine_of(type(wrapper))
         return [
             *super().check(**kwargs),
@@ -326,22 +331,15 @@ def check_databases(
 ) -> list[CheckMessage]:
     """Per-alias checks of every alias on this package's engines (the app's check).
 
-    Aliases named with ``--database`` whose wrapper runs :class:`DatabaseValidation`
-    are left to it, so a message never shows twice.
+    :class:`DatabaseValidation` stays silent for these aliases when the app is
+    installed, so a message never shows twice.
     """
     from django.db import connections
 
     messages: list[CheckMessage] = []
     for alias, settings_dict in connections.settings.items():
-        if settings_dict.get("ENGINE") not in ENGINES:
-            continue
-        if (
-            databases
-            and alias in databases
-            and isinstance(connections[alias].validation, DatabaseValidation)
-        ):
-            continue
-        messages.extend(check_alias(alias, settings_dict))
+        if settings_dict.get("ENGINE") in ENGINES:
+            messages.extend(check_alias(alias, settings_dict))
     return messages
 
 

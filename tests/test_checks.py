@@ -150,14 +150,14 @@ def test_call_command_check_runs_the_app_checks() -> None:
     with modify_settings(INSTALLED_APPS={"append": "django_pg_real_pool"}):
         assert checks.check_databases in registry.registry.get_checks()
         out = StringIO()
-        call_command("check", tags=["database"], databases=list(connections), stdout=out)
+        call_command("check", tags=[checks.TAG], databases=list(connections), stdout=out)
         assert "System check identified no issues" in out.getvalue()
         settings_dict["CONN_MAX_AGE"] = 60
         try:
             with pytest.raises(
                 SystemCheckError, match=r"DATABASES\['other'\]: \(django_pg_real_pool.E001\)"
             ):
-                call_command("check", tags=["database"])
+                call_command("check", tags=[checks.TAG])
         finally:
             settings_dict["CONN_MAX_AGE"] = 0
 
