@@ -141,7 +141,8 @@ class LeaseMixin(_Base):
         if not self._lease_enabled:
             super().ensure_connection()
             return
-        _check_not_async()
+        if _get_running_loop() is not None:
+            _check_not_async()
         if self.in_atomic_block and self.closed_in_transaction:
             raise ProgrammingError("Cannot open a new connection in an atomic block.")
         with self.wrap_database_errors:
@@ -265,8 +266,19 @@ class LeaseMixin(_Base):
                 raise
             box.adapter = adapter
             box.conn = conn
-            raw = adapter.raw(conn)
+            raw = conn if adapter.raw_is_conn else adapter.raw(conn)
             state: ConnState = raw.pgrp_state
+            # The common case inline: recently returned, not suspect, nothing
+            # to read on its socket.
+            poller = state.poller
+            idle = self._lease_idle_check
+            if (
+                poller is not None
+                and state.returned_at >= adapter.suspect_before
+                and (idle is None or t0 - state.returned_at <= idle)
+                and not poller.poll(0)
+            ):
+                break
             if not self._lease_is_stale(raw, state, adapter, t0):
                 break
             # Never hand out a dead connection: drop it; the pool replaces it.

@@ -65,6 +65,8 @@ class PoolAdapter(Protocol):
     alias: str
     #: Connections returned before this ``monotonic()`` time are checked before reuse.
     suspect_before: float
+    #: ``raw(conn)`` is ``conn`` itself (lets the hot path skip the call).
+    raw_is_conn: bool
 
     def getconn(self) -> Any:
         """Borrow a connection, waiting at most the pool's timeout."""
@@ -119,6 +121,7 @@ class NativePool:
     """Adapter over the ``psycopg_pool.ConnectionPool`` Django 5.1+ creates."""
 
     __slots__ = ("_pool", "alias", "suspect_before")
+    raw_is_conn = True
 
     def __init__(self, pool: ConnectionPool[Any], alias: str) -> None:
         self._pool = pool

@@ -16,6 +16,7 @@ class QueuePoolAdapter:
     plain django-db-connection-pool engine."""
 
     __slots__ = ("_pool", "alias", "suspect_before")
+    raw_is_conn = False
 
     def __init__(self, pool: Any, alias: str) -> None:
         self._pool = pool
