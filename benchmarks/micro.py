@@ -78,6 +78,8 @@ def make_loops(pool: Any) -> dict[str, Callable[[int], Timing]]:
     """name -> loop(n) returning (wall seconds, process CPU seconds) for n queries."""
     from django.db import connections, transaction
 
+    from django_pg_real_pool import pinned
+
     def raw_held(n: int) -> Timing:
         conn = pool.getconn()
         try:
@@ -114,7 +116,13 @@ def make_loops(pool: Any) -> dict[str, Callable[[int], Timing]]:
             with transaction.atomic(using=alias):
                 return run(n)
 
-        return held if mode == "held" else run
+        def pinned_held(n: int) -> Timing:
+            # Held without a transaction: each SELECT is its own transaction on
+            # the server, as in the raw floor's held loop.
+            with pinned(using=alias):
+                return run(n)
+
+        return {"held": held, "pinned": pinned_held}.get(mode, run)
 
     return {
         "raw_held": raw_held,
@@ -122,6 +130,7 @@ def make_loops(pool: Any) -> dict[str, Callable[[int], Timing]]:
         "stock_held": django_loop("stock", "held"),
         "stock_naive": django_loop("stock", "naive"),
         "real_held": django_loop("default", "held"),
+        "real_pinned": django_loop("default", "pinned"),
         "real": django_loop("default", "release"),
         "realdj_held": django_loop("realdj", "held"),
         "realdj": django_loop("realdj", "release"),
@@ -134,6 +143,7 @@ LABELS = {
     "stock_held": "stock engine + pool, inside atomic() (held)",
     "stock_naive": "stock engine + pool, close() after each query (naive)",
     "real_held": "django_pg_real_pool, inside atomic() (held)",
+    "real_pinned": "django_pg_real_pool, inside pinned() (held, autocommit)",
     "real": "django_pg_real_pool, released after each query",
     "realdj_held": "django_pg_real_pool.dj_db_conn_pool, inside atomic() (held)",
     "realdj": "django_pg_real_pool.dj_db_conn_pool, released after each query",
@@ -146,6 +156,7 @@ PAIRS = (
     ("raw_held", "raw_pool"),
     ("stock_held", "stock_naive"),
     ("real_held", "real"),
+    ("real_pinned", "real"),
     ("realdj_held", "realdj"),
 )
 
@@ -262,6 +273,7 @@ OVERHEADS = {
     "raw floor: psycopg_pool getconn+putconn": ("raw_held", "raw_pool"),
     "naive: stock pool, close() after each query": ("stock_held", "stock_naive"),
     "django_pg_real_pool (native pool)": ("real_held", "real"),
+    "django_pg_real_pool (native) vs held in autocommit (pinned())": ("real_pinned", "real"),
     "django_pg_real_pool.dj_db_conn_pool": ("realdj_held", "realdj"),
     "django_pg_real_pool released vs stock held (all costs)": ("stock_held", "real"),
     "cursor bookkeeping on a held connection (real held - stock held)": ("stock_held", "real_held"),
