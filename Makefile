@@ -12,7 +12,7 @@ PYTEST_FLAGS ?=
 BIN := $(VENV)/bin
 BIN_DJ6 := $(VENV_DJ6)/bin
 
-.PHONY: help demo test lint types pytest pytest-dj6 bench format clean
+.PHONY: help demo test lint types pytest pytest-dj6 django-suite-subset bench format clean
 
 help:
 	@echo "make demo   - stock native pool vs django_pg_real_pool under gunicorn, side by side"
@@ -46,7 +46,12 @@ pytest: $(BIN)/.installed
 pytest-dj6: $(BIN_DJ6)/.installed
 	$(BIN_DJ6)/python -m pytest tests $(PYTEST_FLAGS)
 
-test: lint types pytest pytest-dj6
+# Django's own test suite, bounded subset, on both engines and the stock pool,
+# compared test by test (the whole suite: python scripts/django_suite.py).
+django-suite-subset: $(BIN)/.installed
+	$(BIN)/python scripts/django_suite.py --subset
+
+test: lint types pytest pytest-dj6 django-suite-subset
 
 format: $(BIN)/.installed
 	$(BIN)/ruff format .

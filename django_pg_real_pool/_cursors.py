@@ -36,12 +36,16 @@ class LeasedCursorMixin:
         super().__init__(cursor, db)  # type: ignore[call-arg]
         self._gen = db._lease_gen
         self._holding = True
+        self._closed = False
         db._lease_cursors += 1
 
     def _check_usable(self) -> None:
         db = self.db
         if self._gen == db._lease_gen and self._holding:
             return
+        if self._closed:
+            # Explicitly closed: refuse as psycopg does, never borrow again.
+            raise InterfaceError("the cursor is closed")
         if self._holding or self._server_side:
             raise InterfaceError(
                 "cursor already closed: connection.close() returned its connection to "
@@ -88,6 +92,7 @@ class LeasedCursorMixin:
             self._let_go()
 
     def close(self) -> None:
+        self._closed = True
         db = self.db
         if self._gen != db._lease_gen and self._holding:
             # The lease ended under us: the psycopg cursor is not ours to touch.

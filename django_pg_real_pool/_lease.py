@@ -93,6 +93,8 @@ class LeaseMixin(_Base):
             # with False and fixes it at connect(); get_autocommit() and the
             # task bracket read it without borrowing).
             self.autocommit = bool(self.settings_dict["AUTOCOMMIT"])
+        # Inside a test-isolation guard's ensure_connection() (see there).
+        self._lease_guarded = False
         self._lease_raw: Any = None
         self._lease_state: ConnState | None = None
         self._lease_cursors = 0
@@ -138,8 +140,27 @@ class LeaseMixin(_Base):
         # replaced by the same check where it matters, before borrowing.
         if self.connection is not None:
             return
+        # Decided per borrow, as Django reads OPTIONS["pool"] per connect: code
+        # may edit settings_dict after __init__ (copy() then OPTIONS["pool"] =
+        # False, as Django's own tests do).
+        self._lease_enabled = self._lease_is_enabled()
         if not self._lease_enabled:
             super().ensure_connection()
+            return
+        if (
+            BaseDatabaseWrapper.ensure_connection is not _DJANGO_ENSURE_CONNECTION
+            and not self._lease_guarded
+        ):
+            # A test-isolation guard replaced Django's method on the class
+            # (SimpleTestCase's threaded-connection check, pytest-django's
+            # database blocker): let it decide. It calls connect(), or this
+            # method again (a guard that kept the bound method), which then
+            # borrows below instead of recursing.
+            self._lease_guarded = True
+            try:
+                super().ensure_connection()
+            finally:
+                self._lease_guarded = False
             return
         if _get_running_loop() is not None:
             _check_not_async()
@@ -150,6 +171,10 @@ class LeaseMixin(_Base):
 
     @async_unsafe
     def connect(self) -> None:
+        # Decided per connect, as Django reads OPTIONS["pool"] per connect:
+        # code may edit settings_dict after __init__ (copy() then
+        # OPTIONS["pool"] = False, as Django's own tests do).
+        self._lease_enabled = self._lease_is_enabled()
         if not self._lease_enabled:
             super().connect()
             return
@@ -561,6 +586,34 @@ def _check_not_async() -> None:
         raise SynchronousOnlyOperation(
             "You cannot call this from an async context - use a thread or sync_to_async."
         )
+
+
+_warned_no_pool: set[str] = set()
+
+
+def _warn_no_pool(alias: str) -> None:
+    """Once per alias and process: connect() asks at every connection."""
+    if alias not in _warned_no_pool:
+        _warned_no_pool.add(alias)
+        logger.warning(
+            "DATABASES[%r]['OPTIONS']['pool'] is False: this alias runs without a "
+            "pool and holds its connection like Django's stock backend.",
+            alias,
+        )
+
+
+def _is_djangos(method: Any) -> bool:
+    """Whether ``method`` is Django's own, not a test-isolation guard's stand-in."""
+    return getattr(method, "__module__", None) == "django.db.backends.base.base"
+
+
+# Django's ensure_connection() as found at import (None if a guard had already
+# replaced it: then every borrow goes through whatever is installed).
+_DJANGO_ENSURE_CONNECTION = (
+    BaseDatabaseWrapper.ensure_connection
+    if _is_djangos(BaseDatabaseWrapper.ensure_connection)
+    else None
+)
 
 
 def _shorten(sql: Any, limit: int = 120) -> str:

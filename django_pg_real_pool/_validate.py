@@ -18,6 +18,7 @@ def check_conn_max_age(alias: str, settings_dict: Mapping[str, Any]) -> None:
     max_age = settings_dict.get("CONN_MAX_AGE", 0)
     if max_age != 0:
         raise ImproperlyConfigured(
+            "Pooling doesn't support persistent connections. "
             f"DATABASES[{alias!r}]['CONN_MAX_AGE'] is {max_age!r}: django_pg_real_pool "
             "returns the connection to the pool after each query and the pool keeps it "
             "open, so set CONN_MAX_AGE to 0."
@@ -68,6 +69,6 @@ def resolve_isolation_level(options: Mapping[str, Any]) -> IsolationLevel:
         return IsolationLevel(value)
     except ValueError:
         raise ImproperlyConfigured(
-            f"Invalid transaction isolation level {value} specified in OPTIONS"
-            "['isolation_level']. Use one of the psycopg.IsolationLevel values."
+            f"Invalid transaction isolation level {value} specified. Use one of the "
+            "psycopg.IsolationLevel values (DATABASES[...]['OPTIONS']['isolation_level'])."
         ) from None

@@ -19,7 +19,7 @@ from django.db.backends.postgresql import base as pg_base  # noqa: E402
 check_psycopg3(pg_base.is_psycopg3)  # type: ignore[attr-defined]
 
 from . import _fork  # noqa: E402
-from ._lease import LeaseMixin  # noqa: E402
+from ._lease import LeaseMixin, _warn_no_pool  # noqa: E402
 from ._pools import NativePool, PooledConnection, native_pools_lock  # noqa: E402
 from ._validate import check_conn_max_age, pool_options_of, resolve_isolation_level  # noqa: E402
 
@@ -45,16 +45,16 @@ class DatabaseWrapper(LeaseMixin, pg_base.DatabaseWrapper):  # type: ignore[misc
         if self.settings_dict["OPTIONS"].get("pool", None) is False:
             # An explicit opt-out (e.g. a copied settings dict in tests):
             # behave exactly as Django's stock backend without a pool.
-            logger.warning(
-                "DATABASES[%r]['OPTIONS']['pool'] is False: this alias runs without a "
-                "pool and holds its connection like Django's stock backend.",
-                self.alias,
-            )
+            _warn_no_pool(self.alias)
             return False
         return True
 
     @property
     def pool(self) -> ConnectionPool[Any] | None:  # type: ignore[override]
+        if self.connection is None:
+            # Django reads this before connecting (close_if_health_check_failed):
+            # honour a settings_dict edited since __init__, as connect() does.
+            self._lease_enabled = self._lease_is_enabled()
         if not self._lease_enabled:
             return None
         pool = self._connection_pools.get(self.alias)

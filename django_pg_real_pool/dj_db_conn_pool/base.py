@@ -18,7 +18,7 @@ from .._compat import check_django_version, check_psycopg3
 
 check_django_version(django.VERSION)
 
-from django.db.backends.base.base import NO_DB_ALIAS  # noqa: E402
+from django.db.backends.base.base import NO_DB_ALIAS, BaseDatabaseWrapper  # noqa: E402
 from django.db.backends.postgresql import base as pg_base  # noqa: E402
 
 check_psycopg3(pg_base.is_psycopg3)  # type: ignore[attr-defined]
@@ -34,7 +34,7 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
     ) from exc
 
 from .. import _fork  # noqa: E402
-from .._lease import LeaseMixin  # noqa: E402
+from .._lease import LeaseMixin, _warn_no_pool  # noqa: E402
 from .._pools import PooledConnection  # noqa: E402
 from .._validate import check_conn_max_age, resolve_isolation_level  # noqa: E402
 from ._pool import QueuePoolAdapter  # noqa: E402
@@ -47,11 +47,21 @@ _adapters: dict[str, QueuePoolAdapter] = {}
 class DatabaseWrapper(LeaseMixin, PGDatabaseWrapperMixin, pg_base.DatabaseWrapper):  # type: ignore[misc]
     """django-db-connection-pool's PostgreSQL wrapper with per-query release."""
 
+    # Django's representation (django-db-connection-pool's mixin replaces it).
+    __repr__ = BaseDatabaseWrapper.__repr__
+
     def _lease_is_enabled(self) -> bool:
-        return self.alias != NO_DB_ALIAS
+        if self.alias == NO_DB_ALIAS:
+            return False
+        if self.settings_dict["OPTIONS"].get("pool", None) is False:
+            # The same explicit opt-out as the native engine: the connection is
+            # held like plain django-db-connection-pool holds it.
+            _warn_no_pool(self.alias)
+            return False
+        return True
 
     def _lease_make_adapter(self) -> QueuePoolAdapter:
-        if "pool" in self.settings_dict["OPTIONS"]:
+        if self.settings_dict["OPTIONS"].get("pool"):
             raise ImproperlyConfigured(
                 f"DATABASES[{self.alias!r}]['OPTIONS'] has 'pool', but ENGINE "
                 "'django_pg_real_pool.dj_db_conn_pool' pools with SQLAlchemy: move the "
