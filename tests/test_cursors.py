@@ -126,13 +126,3 @@ def test_exhausted_client_cursor_can_execute_again(engine: str) -> None:
     assert cursor.fetchone() == (42,)
     cursor.close()
     assert_released(engine)
-
-
-def test_closed_cursor_refuses_to_run_again(engine: str) -> None:
-    cursor = connections[engine].cursor()
-    cursor.execute("SELECT 1")
-    cursor.close()
-    assert_released(engine)
-    with pytest.raises(InterfaceError, match="closed"):
-        cursor.execute("SELECT 1")
-    assert_released(engine)

@@ -1,0 +1,52 @@
+"""Django-compatibility regressions found by Django's own test suite (issue 9)."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+from django.db import InterfaceError, connections, transaction
+
+
+def test_pytest_django_db_blocker_also_blocks_the_engine(
+    engine: str, django_db_blocker: Any
+) -> None:
+    connections[engine].close()
+    with django_db_blocker.block():
+        with pytest.raises(RuntimeError, match="Database access not allowed"):
+            connections[engine].ensure_connection()
+
+
+def test_explicitly_closed_cursor_refuses_to_run(engine: str) -> None:
+    with connections[engine].cursor() as cursor:
+        cursor.execute("SELECT 1")
+    with pytest.raises(InterfaceError):
+        cursor.execute("SELECT 1")
+
+
+def test_explicitly_closed_cursor_refuses_to_run_inside_atomic(engine: str) -> None:
+    with transaction.atomic(using=engine):
+        cursor = connections[engine].cursor()
+        cursor.execute("SELECT 1")
+        cursor.close()
+        with pytest.raises(InterfaceError):
+            cursor.execute("SELECT 1")
+
+
+def test_pool_false_set_after_construction_holds_a_dedicated_connection(engine: str) -> None:
+    # What Django's own tests do (backends/postgresql/tests.py no_pool_connection()).
+    new: Any = connections[engine].copy()
+    new.settings_dict = copy.deepcopy(connections[engine].settings_dict)
+    new.settings_dict["OPTIONS"]["pool"] = False
+    try:
+        with new.cursor() as cursor:
+            cursor.execute("SELECT pg_backend_pid()")
+            pid = cursor.fetchone()[0]
+        # Stock behaviour: the wrapper keeps its connection between queries.
+        assert new.connection is not None
+        with new.cursor() as cursor:
+            cursor.execute("SELECT pg_backend_pid()")
+            assert cursor.fetchone()[0] == pid
+    finally:
+        new.close()
