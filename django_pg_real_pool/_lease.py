@@ -35,7 +35,7 @@ import django
 import psycopg
 from django.core.exceptions import SynchronousOnlyOperation
 from django.db import DEFAULT_DB_ALIAS
-from django.db.backends.base.base import RAN_DB_VERSION_CHECK, BaseDatabaseWrapper
+from django.db.backends.base.base import NO_DB_ALIAS, RAN_DB_VERSION_CHECK, BaseDatabaseWrapper
 from django.db.backends.signals import connection_created
 from django.db.utils import ProgrammingError
 from django.utils.asyncio import async_unsafe
@@ -112,8 +112,20 @@ class LeaseMixin(_Base):
     # -- hooks for engines ------------------------------------------------
 
     def _lease_is_enabled(self) -> bool:
-        """Whether this wrapper borrows per query (False: stock behaviour)."""
-        raise NotImplementedError
+        """Whether this wrapper borrows per query (False: stock behaviour).
+
+        Not for Django's no-database wrapper (test database set-up), nor with
+        an explicit ``OPTIONS["pool"] = False``: that alias then holds its
+        connection like the engine underneath does without this package (the
+        native engine: a dedicated connection; the dj engine: one held from
+        the SQLAlchemy pool).
+        """
+        if self.alias == NO_DB_ALIAS:
+            return False
+        if self.settings_dict["OPTIONS"].get("pool", None) is False:
+            _warn_no_pool(self.alias)
+            return False
+        return True
 
     def _lease_make_adapter(self) -> PoolAdapter:
         """Create (or find) this alias's pool; validate its settings."""

@@ -13,13 +13,12 @@ from ._compat import check_django_version, check_psycopg3
 
 check_django_version(django.VERSION)
 
-from django.db.backends.base.base import NO_DB_ALIAS  # noqa: E402
 from django.db.backends.postgresql import base as pg_base  # noqa: E402
 
 check_psycopg3(pg_base.is_psycopg3)  # type: ignore[attr-defined]
 
 from . import _fork  # noqa: E402
-from ._lease import LeaseMixin, _warn_no_pool  # noqa: E402
+from ._lease import LeaseMixin  # noqa: E402
 from ._pools import NativePool, PooledConnection, native_pools_lock  # noqa: E402
 from ._validate import check_conn_max_age, pool_options_of, resolve_isolation_level  # noqa: E402
 
@@ -38,16 +37,6 @@ class DatabaseWrapper(LeaseMixin, pg_base.DatabaseWrapper):  # type: ignore[misc
     # may serve different aliases in one process.
     _connection_pools: ClassVar[dict[str, ConnectionPool[Any]]] = {}
     _adapters: ClassVar[dict[str, NativePool]] = {}
-
-    def _lease_is_enabled(self) -> bool:
-        if self.alias == NO_DB_ALIAS:
-            return False
-        if self.settings_dict["OPTIONS"].get("pool", None) is False:
-            # An explicit opt-out (e.g. a copied settings dict in tests):
-            # behave exactly as Django's stock backend without a pool.
-            _warn_no_pool(self.alias)
-            return False
-        return True
 
     @property
     def pool(self) -> ConnectionPool[Any] | None:  # type: ignore[override]

@@ -18,7 +18,7 @@ from .._compat import check_django_version, check_psycopg3
 
 check_django_version(django.VERSION)
 
-from django.db.backends.base.base import NO_DB_ALIAS, BaseDatabaseWrapper  # noqa: E402
+from django.db.backends.base.base import BaseDatabaseWrapper  # noqa: E402
 from django.db.backends.postgresql import base as pg_base  # noqa: E402
 
 check_psycopg3(pg_base.is_psycopg3)  # type: ignore[attr-defined]
@@ -34,7 +34,7 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
     ) from exc
 
 from .. import _fork  # noqa: E402
-from .._lease import LeaseMixin, _warn_no_pool  # noqa: E402
+from .._lease import LeaseMixin  # noqa: E402
 from .._pools import PooledConnection  # noqa: E402
 from .._validate import check_conn_max_age, resolve_isolation_level  # noqa: E402
 from ._pool import QueuePoolAdapter  # noqa: E402
@@ -49,16 +49,6 @@ class DatabaseWrapper(LeaseMixin, PGDatabaseWrapperMixin, pg_base.DatabaseWrappe
 
     # Django's representation (django-db-connection-pool's mixin replaces it).
     __repr__ = BaseDatabaseWrapper.__repr__
-
-    def _lease_is_enabled(self) -> bool:
-        if self.alias == NO_DB_ALIAS:
-            return False
-        if self.settings_dict["OPTIONS"].get("pool", None) is False:
-            # The same explicit opt-out as the native engine: the connection is
-            # held like plain django-db-connection-pool holds it.
-            _warn_no_pool(self.alias)
-            return False
-        return True
 
     def _lease_make_adapter(self) -> QueuePoolAdapter:
         if self.settings_dict["OPTIONS"].get("pool"):
