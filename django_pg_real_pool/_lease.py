@@ -22,7 +22,6 @@ connection needs one.
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import traceback
 from asyncio import _get_running_loop
@@ -31,17 +30,15 @@ from contextlib import contextmanager
 from time import monotonic
 from typing import TYPE_CHECKING, Any
 
-import django
 import psycopg
-from django.core.exceptions import SynchronousOnlyOperation
-from django.db import DEFAULT_DB_ALIAS
 from django.db.backends.base.base import NO_DB_ALIAS, RAN_DB_VERSION_CHECK, BaseDatabaseWrapper
 from django.db.backends.signals import connection_created
 from django.db.utils import ProgrammingError
 from django.utils.asyncio import async_unsafe
 from psycopg.pq import TransactionStatus
 
-from . import _fork, _leaks, _session
+from . import _fork, _leaks, _session, _session_policy
+from ._compat import DJANGO_ENSURE_CONNECTION, check_not_async
 from ._cursors import (
     LeasedCursorDebugWrapper,
     LeasedCursorWrapper,
@@ -51,7 +48,7 @@ from ._cursors import (
 from ._pools import ConnState, PoolAdapter, PoolGone, ping, socket_is_readable
 from ._settings import RealPoolSettings, parse_settings
 from .checks import DatabaseValidation
-from .errors import PoolExhausted, SessionStateError
+from .errors import PoolExhausted
 
 if TYPE_CHECKING:
     from django.db.backends.postgresql.base import DatabaseWrapper as PGWrapper
@@ -67,8 +64,6 @@ _INTRANS_OR_ERROR = (TransactionStatus.INTRANS, TransactionStatus.INERROR)
 # Stale connections replaced in one acquire before giving up (the pool refills
 # in the background; a server that is down fails fast instead of looping).
 _MAX_STALE_IN_ONE_ACQUIRE = 64
-_PACKAGE_DIR = os.path.dirname(__file__)
-_DJANGO_DIR = os.path.dirname(django.__file__)
 
 
 class LeaseMixin(_Base):
@@ -77,8 +72,6 @@ class LeaseMixin(_Base):
     Engines provide :meth:`_lease_make_adapter`; everything else is shared.
     """
 
-    # Per-process: call sites already warned about session state.
-    _warned_sites: set[tuple[str, int]] = set()
     # `manage.py check --database <alias>` runs this package's checks on the
     # alias, whether or not the app is installed.
     validation_class = DatabaseValidation
@@ -160,7 +153,7 @@ class LeaseMixin(_Base):
             super().ensure_connection()
             return
         if (
-            BaseDatabaseWrapper.ensure_connection is not _DJANGO_ENSURE_CONNECTION
+            BaseDatabaseWrapper.ensure_connection is not DJANGO_ENSURE_CONNECTION
             and not self._lease_guarded
         ):
             # A test-isolation guard replaced Django's method on the class
@@ -175,7 +168,7 @@ class LeaseMixin(_Base):
                 self._lease_guarded = False
             return
         if _get_running_loop() is not None:
-            _check_not_async()
+            check_not_async()
         if self.in_atomic_block and self.closed_in_transaction:
             raise ProgrammingError("Cannot open a new connection in an atomic block.")
         with self.wrap_database_errors:
@@ -501,42 +494,8 @@ class LeaseMixin(_Base):
 
     # -- session state --------------------------------------------------------
 
-    def _lease_inspect(self, sql: Any) -> None:
-        """Called with every statement: react to session-state statements."""
-        kind = _session.session_state_of(sql)
-        if kind is None or self._lease_configuring:
-            return
-        if self._lease_pins:
-            self._lease_dirty = kind
-            return
-        settings = self._lease_settings
-        policy = settings.session_state if settings is not None else "pin"
-        if policy == "error":
-            raise SessionStateError(
-                f"{kind} statement on alias {self.alias!r} outside pinned(): its effect "
-                f"would outlive this query's connection. Statement: {_shorten(sql)!r}. "
-                "Wrap the code in django_pg_real_pool.pinned(), or set "
-                f"DATABASES[{self.alias!r}]['OPTIONS']['real_pool']['session_state'] "
-                "to 'pin'."
-            )
-        # Even when ignored, state never reaches the next borrower.
-        self._lease_dirty = kind
-        if policy == "ignore":
-            return
-        self._lease_counters["session_pins"] += 1
-        self._lease_sticky = True
-        site = _call_site()
-        if site not in LeaseMixin._warned_sites:
-            LeaseMixin._warned_sites.add(site)
-            logger.warning(
-                "%s statement on alias %r outside pinned() at %s:%d: the connection stays "
-                "with this thread until the request or task ends, then is reset. Use "
-                "django_pg_real_pool.pinned() to scope it.",
-                kind,
-                self.alias,
-                site[0],
-                site[1],
-            )
+    # Called with every statement (by the cursors): see _session_policy.
+    _lease_inspect = _session_policy.react
 
     def _lease_pin(self) -> None:
         self._lease_pins += 1
@@ -592,14 +551,6 @@ class LeaseMixin(_Base):
         return holders
 
 
-def _check_not_async() -> None:
-    """Django's ``async_unsafe`` check, without raising to find no event loop."""
-    if _get_running_loop() is not None and not os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE"):
-        raise SynchronousOnlyOperation(
-            "You cannot call this from an async context - use a thread or sync_to_async."
-        )
-
-
 _warned_no_pool: set[str] = set()
 
 
@@ -612,41 +563,3 @@ def _warn_no_pool(alias: str) -> None:
             "pool and holds its connection like Django's stock backend.",
             alias,
         )
-
-
-def _is_djangos(method: Any) -> bool:
-    """Whether ``method`` is Django's own, not a test-isolation guard's stand-in."""
-    return getattr(method, "__module__", None) == "django.db.backends.base.base"
-
-
-# Django's ensure_connection() as found at import (None if a guard had already
-# replaced it: then every borrow goes through whatever is installed).
-_DJANGO_ENSURE_CONNECTION = (
-    BaseDatabaseWrapper.ensure_connection
-    if _is_djangos(BaseDatabaseWrapper.ensure_connection)
-    else None
-)
-
-
-def _shorten(sql: Any, limit: int = 120) -> str:
-    text = " ".join(str(sql).split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _call_site() -> tuple[str, int]:
-    """The first frame outside Django and this package."""
-    frame = sys._getframe(2)
-    while frame is not None:
-        filename = frame.f_code.co_filename
-        if not filename.startswith((_PACKAGE_DIR, _DJANGO_DIR)):
-            return (filename, frame.f_lineno)
-        frame = frame.f_back  # type: ignore[assignment]
-    return ("<unknown>", 0)
-
-
-def get_lease_wrapper(using: str | None) -> LeaseMixin | None:
-    """The current thread's wrapper for ``using`` if it is one of ours."""
-    from django.db import connections
-
-    wrapper = connections[using or DEFAULT_DB_ALIAS]
-    return wrapper if isinstance(wrapper, LeaseMixin) else None

@@ -11,8 +11,7 @@ import psycopg
 import pytest
 from django.db import connections, transaction
 
-from django_pg_real_pool import SessionStateError, pinned
-from django_pg_real_pool._lease import LeaseMixin
+from django_pg_real_pool import SessionStateError, _session_policy, pinned
 from tests.test_release import assert_released
 from tests.testapp.models import Item
 
@@ -162,7 +161,7 @@ def test_session_statement_pins_until_close_and_warns_once(
     engine: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="django_pg_real_pool")
-    LeaseMixin._warned_sites.clear()  # "once per call site" is per process
+    _session_policy.warned_sites.clear()  # "once per call site" is per process
     for _ in range(3):
         with connections[engine].cursor() as cursor:
             cursor.execute("SET statement_timeout = 5000")  # this line is the call site

@@ -1,0 +1,85 @@
+"""What the engine does when a statement leaves session state.
+
+:func:`react` runs with every statement (``LeaseMixin._lease_inspect``): the
+detection itself is :func:`._session.session_state_of`; this applies
+``OPTIONS["real_pool"]["session_state"]`` -- pin the connection to the thread
+(and warn once per call site), raise, or let it go -- and marks the connection
+for a reset before its next borrower in every case.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import TYPE_CHECKING, Any
+
+import django
+
+from ._session import session_state_of
+from .errors import SessionStateError
+
+if TYPE_CHECKING:
+    from ._lease import LeaseMixin
+
+logger = logging.getLogger("django_pg_real_pool")
+
+_PACKAGE_DIR = os.path.dirname(__file__)
+_DJANGO_DIR = os.path.dirname(django.__file__)
+
+#: Per process: call sites already warned about.
+warned_sites: set[tuple[str, int]] = set()
+
+
+def react(wrapper: LeaseMixin, sql: Any) -> None:
+    """Apply the session-state policy of ``wrapper``'s alias to ``sql``."""
+    kind = session_state_of(sql)
+    if kind is None or wrapper._lease_configuring:
+        return
+    if wrapper._lease_pins:
+        wrapper._lease_dirty = kind
+        return
+    settings = wrapper._lease_settings
+    policy = settings.session_state if settings is not None else "pin"
+    if policy == "error":
+        raise SessionStateError(
+            f"{kind} statement on alias {wrapper.alias!r} outside pinned(): its effect "
+            f"would outlive this query's connection. Statement: {_shorten(sql)!r}. "
+            "Wrap the code in django_pg_real_pool.pinned(), or set "
+            f"DATABASES[{wrapper.alias!r}]['OPTIONS']['real_pool']['session_state'] "
+            "to 'pin'."
+        )
+    # Even when ignored, state never reaches the next borrower.
+    wrapper._lease_dirty = kind
+    if policy == "ignore":
+        return
+    wrapper._lease_counters["session_pins"] += 1
+    wrapper._lease_sticky = True
+    site = _call_site()
+    if site not in warned_sites:
+        warned_sites.add(site)
+        logger.warning(
+            "%s statement on alias %r outside pinned() at %s:%d: the connection stays "
+            "with this thread until the request or task ends, then is reset. Use "
+            "django_pg_real_pool.pinned() to scope it.",
+            kind,
+            wrapper.alias,
+            site[0],
+            site[1],
+        )
+
+
+def _shorten(sql: Any, limit: int = 120) -> str:
+    text = " ".join(str(sql).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _call_site() -> tuple[str, int]:
+    """The first frame outside Django and this package."""
+    frame = sys._getframe(2)
+    while frame is not None:
+        filename = frame.f_code.co_filename
+        if not filename.startswith((_PACKAGE_DIR, _DJANGO_DIR)):
+            return (filename, frame.f_lineno)
+        frame = frame.f_back  # type: ignore[assignment]
+    return ("<unknown>", 0)
