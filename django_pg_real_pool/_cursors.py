@@ -19,6 +19,8 @@ from django.db.backends.postgresql.base import CursorDebugWrapper as PGCursorDeb
 from django.db.backends.utils import CursorWrapper
 from django.db.utils import InterfaceError
 
+from ._session import session_state_of
+
 if TYPE_CHECKING:
     from ._lease import LeaseMixin
 
@@ -40,6 +42,11 @@ class LeasedCursorMixin:
         db._lease_cursors += 1
 
     def _check_usable(self) -> None:
+        """Refuse a cursor whose lease ended, or re-borrow for a finished one.
+
+        Callers test the common case inline first (this borrow, still held):
+        two attribute reads instead of a call per statement.
+        """
         db = self.db
         if self._gen == db._lease_gen and self._holding:
             return
@@ -70,13 +77,19 @@ class LeasedCursorMixin:
                 db._lease_maybe_release()
 
     def execute(self, sql: Any, params: Any = None) -> Any:
-        self._check_usable()
-        self.db._lease_inspect(sql)
+        db = self.db
+        if self._gen != db._lease_gen or not self._holding:
+            self._check_usable()
+        if session_state_of(sql) is not None:
+            db._lease_inspect(sql)
         return super().execute(sql, params)  # type: ignore[misc]
 
     def executemany(self, sql: Any, param_list: Any) -> Any:
-        self._check_usable()
-        self.db._lease_inspect(sql)
+        db = self.db
+        if self._gen != db._lease_gen or not self._holding:
+            self._check_usable()
+        if session_state_of(sql) is not None:
+            db._lease_inspect(sql)
         return super().executemany(sql, param_list)  # type: ignore[misc]
 
     def callproc(self, procname: Any, params: Any = None, kparams: Any = None) -> Any:

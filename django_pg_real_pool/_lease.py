@@ -99,6 +99,8 @@ class LeaseMixin(_Base):
         self._lease_gen = 0
         self._lease_acquired_at = 0.0
         self._lease_site: list[traceback.FrameSummary] | None = None
+        # Record each borrow's call site (leak_threshold set; see _lease_prepare).
+        self._lease_track_site = False
         self._lease_counters = _fork.new_counters()
         self._lease_box = _fork.register(self)
 
@@ -147,11 +149,12 @@ class LeaseMixin(_Base):
             return
         # Decided per borrow, as Django reads OPTIONS["pool"] per connect: code
         # may edit settings_dict after __init__ (copy() then OPTIONS["pool"] =
-        # False, as Django's own tests do).
-        self._lease_enabled = self._lease_is_enabled()
-        if not self._lease_enabled:
-            super().ensure_connection()
-            return
+        # False, as Django's own tests do). Inline: this runs for every query.
+        if not self._lease_enabled or self.settings_dict["OPTIONS"].get("pool", None) is False:
+            self._lease_enabled = self._lease_is_enabled()
+            if not self._lease_enabled:
+                super().ensure_connection()
+                return
         if (
             BaseDatabaseWrapper.ensure_connection is not DJANGO_ENSURE_CONNECTION
             and not self._lease_guarded
@@ -171,8 +174,20 @@ class LeaseMixin(_Base):
             check_not_async()
         if self.in_atomic_block and self.closed_in_transaction:
             raise ProgrammingError("Cannot open a new connection in an atomic block.")
-        with self.wrap_database_errors:
+        try:
             self._lease_connect()
+        except Exception:
+            # Django's error translation, paid only when there is an error
+            # (entering wrap_database_errors costs two calls per borrow).
+            with self.wrap_database_errors:
+                raise
+
+    def close_if_health_check_failed(self) -> None:
+        # Every borrow checks its connection (_lease_acquire), as Django skips
+        # this for its own pool: a held connection was checked when borrowed.
+        if self._lease_enabled:
+            return
+        super().close_if_health_check_failed()
 
     @async_unsafe
     def connect(self) -> None:
@@ -191,14 +206,19 @@ class LeaseMixin(_Base):
             self._lease_prepare()
         # The same resets as BaseDatabaseWrapper.connect(), minus the per-connect
         # work (settings checks, connection params) done once in _lease_prepare.
+        # A released wrapper is almost always in this state already: write
+        # the lists only when something was left in them.
         self.in_atomic_block = False
-        self.savepoint_ids = []
-        self.atomic_blocks = []
+        if self.savepoint_ids:
+            self.savepoint_ids = []
+        if self.atomic_blocks:
+            self.atomic_blocks = []
         self.needs_rollback = False
         self.closed_in_transaction = False
         self.errors_occurred = False
         self.health_check_done = True
-        self.run_on_commit = []
+        if self.run_on_commit:
+            self.run_on_commit = []
         self._lease_acquire()
         if self.settings_dict["AUTOCOMMIT"]:
             # Pooled connections are always in autocommit: nothing to send.
@@ -266,6 +286,7 @@ class LeaseMixin(_Base):
         self.close_at = monotonic()
         self._lease_idle_check = settings.health_check_idle if self.health_check_enabled else None
         self._lease_settings = settings
+        self._lease_track_site = settings.leak_threshold is not None
         if settings.leak_threshold is not None:
             # Starts this process's leak detector once; nothing runs when off.
             _leaks.watch(self.alias, settings.leak_threshold)
@@ -292,7 +313,7 @@ class LeaseMixin(_Base):
                     adapter = self._lease_adapter = self._lease_make_adapter()
                     conn = adapter.getconn()
             except PoolExhausted:
-                counters["timeouts"] += 1
+                counters.timeouts += 1
                 raise
             box.adapter = adapter
             box.conn = conn
@@ -313,7 +334,7 @@ class LeaseMixin(_Base):
                 break
             # Never hand out a dead connection: drop it; the pool replaces it.
             stale += 1
-            counters["stale"] += 1
+            counters.stale += 1
             adapter.suspect_before = monotonic()
             raw.close()
             adapter.putconn(conn)
@@ -324,8 +345,8 @@ class LeaseMixin(_Base):
                     "failed their health check; is the server up?"
                 )
         now = monotonic()
-        counters["acquires"] += 1
-        counters["wait_us"] += int((now - t0) * 1e6)
+        counters.acquires += 1
+        counters.wait_us += (now - t0) * 1e6
         if not state.configured:
             try:
                 self._lease_configure(raw)
@@ -340,8 +361,7 @@ class LeaseMixin(_Base):
         self._lease_gen += 1
         self._lease_acquired_at = now
         self._lease_dirty = None
-        settings = self._lease_settings
-        if settings is not None and settings.leak_threshold is not None:
+        if self._lease_track_site:
             # Frames of the caller of ensure_connection()/connect() outwards;
             # source lines are read only if the stack is ever printed.
             site = traceback.StackSummary.extract(
@@ -367,7 +387,7 @@ class LeaseMixin(_Base):
         )
         if not suspect:
             return False
-        self._lease_counters["pings"] += 1
+        self._lease_counters.pings += 1
         try:
             ping(raw)
         except psycopg.Error:
@@ -438,7 +458,7 @@ class LeaseMixin(_Base):
             dirty = dirty or "open cursor"
         counters = self._lease_counters
         if forced:
-            counters["forced_releases"] += 1
+            counters.forced_releases += 1
         # The box keeps the connection until putconn() is done: if an
         # asynchronous exception cuts this short, the task bracket finds it.
         box = self._lease_box
@@ -451,9 +471,9 @@ class LeaseMixin(_Base):
         self._lease_sticky = False
         self._lease_dirty = None
         self._lease_site = None
-        counters["releases"] += 1
+        counters.releases += 1
         now = monotonic()
-        counters["use_us"] += int((now - self._lease_acquired_at) * 1e6)
+        counters.use_us += (now - self._lease_acquired_at) * 1e6
         if dirty is None and raw.autocommit and raw.pgconn.transaction_status == _IDLE:
             # The common case: clean, idle (hence not broken), in autocommit.
             state.returned_at = now
@@ -470,7 +490,7 @@ class LeaseMixin(_Base):
                     raw.close()
             if not raw.closed:
                 if dirty is not None:
-                    counters["resets"] += 1
+                    counters.resets += 1
                     logger.debug("alias %r: resetting session (%s)", self.alias, dirty)
                     _session.discard_session(raw)
                     # DISCARD ALL undid the set-up too: redo it (and tell
@@ -486,7 +506,7 @@ class LeaseMixin(_Base):
             raw.close()
         finally:
             if raw.closed:
-                counters["discards"] += 1
+                counters.discards += 1
                 adapter.suspect_before = now
             state.returned_at = monotonic()
             adapter.putconn(conn)
@@ -494,7 +514,7 @@ class LeaseMixin(_Base):
 
     # -- session state --------------------------------------------------------
 
-    # Called with every statement (by the cursors): see _session_policy.
+    # Called by the cursors for statements that leave session state: see _session_policy.
     _lease_inspect = _session_policy.react
 
     def _lease_pin(self) -> None:
