@@ -1,0 +1,347 @@
+"""The web workload with its configurations side by side in one process.
+
+Separate runs on a shared machine drift by 10-20 % from one minute to the next
+(other tenants, CPU frequency): more than the differences ``webload`` is after.
+Here one process runs T threads doing webload's request (a query, ``--work-ms``
+of non-database work, a query, ``request_finished``) and the configuration the
+threads use (one Django alias each) switches every ``--phase`` seconds:
+held -> pgbouncer -> real -> held ... Every configuration thus samples the same
+minutes of the machine, and their ratios hold still.
+
+Per configuration: requests/s over its phases, client CPU per request (this
+process's CPU time during its phases / the requests that started and finished
+inside them), PgBouncer's own CPU during its phases, p50/p99. A request that
+straddles a switch is not counted; its CPU stays in the phase where it ran, so
+each phase carries the tail of the previous configuration's requests (the
+figures report how many straddled). Peak server connections come from
+``webload`` (separate runs), not from here.
+
+Usage::
+
+    python -m benchmarks.paired [--threads 32,128] [--seconds 30] [--phase 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import random
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from time import perf_counter, process_time
+from typing import Any
+
+from benchmarks import _harness as h
+from benchmarks._pgbouncer import PgBouncer, find_pgbouncer
+from benchmarks.webload import QUERY, ROWS, prepare_data
+from benchmarks.webload import _classify as classify
+
+APPLICATION = "pgrp-paired"
+CONFIGS = ("held", "pgbouncer", "real")
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--threads", default="32,128", help="comma-separated T values")
+    parser.add_argument(
+        "--configs", default=",".join(CONFIGS), help=f"comma-separated, from {list(CONFIGS)}"
+    )
+    parser.add_argument("--pool-size", type=int, default=4, help="P: pool max_size (default 4)")
+    parser.add_argument("--pool-timeout", type=float, default=5.0, help="pool timeout, seconds")
+    parser.add_argument("--work-ms", type=float, default=50.0, help="W: non-database work, ms")
+    parser.add_argument("--seconds", type=float, default=30.0, help="measured time per T")
+    parser.add_argument("--phase", type=float, default=1.0, help="seconds per phase")
+    parser.add_argument("--warmup", type=float, default=1.0, help="warm-up per configuration")
+    parser.add_argument("--no-install", action="store_true", help="never apt-get pgbouncer")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    return parser.parse_args()
+
+
+# -- the child: T threads, configurations alternating -------------------------------
+
+
+def proc_cpu_seconds(pid: int | None) -> float:
+    """User + system CPU time of another process (0 when there is none)."""
+    if pid is None:
+        return 0.0
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def child(cfg: dict[str, Any]) -> dict[str, Any]:
+    configs: list[str] = cfg["configs"]
+    entries = {
+        kind: h.database_entry(
+            kind,
+            cfg["dsns"][kind],
+            pool_size=cfg["pool_size"],
+            timeout=cfg["pool_timeout"],
+            application=APPLICATION,
+        )
+        for kind in configs
+    }
+    # Django requires a 'default' alias; nothing uses it.
+    h.configure_django({"default": entries[configs[0]], **entries})
+    from django.core.handlers.wsgi import WSGIHandler
+    from django.core.signals import request_finished, request_started
+    from django.db import connections
+
+    work = cfg["work_ms"] / 1000
+    stop = threading.Event()
+    # (sequence number, configuration): a request counts if both are unchanged at its end.
+    current: list[Any] = [0, configs[0]]
+    latencies: dict[str, list[float]] = {kind: [] for kind in configs}
+    counted = {kind: [0, 0, 0] for kind in configs}  # ok, timeouts, errors
+    straddled = [0]
+
+    def query(wrapper: Any, rnd: random.Random) -> None:
+        with wrapper.cursor() as cursor:
+            cursor.execute(QUERY, [rnd.randint(1, ROWS)])
+            cursor.fetchone()
+
+    def worker(idx: int) -> None:
+        rnd = random.Random(idx)
+        try:
+            while not stop.is_set():
+                seq, kind = current
+                wrapper = connections[kind]
+                t0 = perf_counter()
+                outcome = 0
+                request_started.send(sender=WSGIHandler, environ={})
+                try:
+                    query(wrapper, rnd)
+                    time.sleep(work)
+                    query(wrapper, rnd)
+                except Exception as exc:
+                    outcome = classify(exc)
+                finally:
+                    request_finished.send(sender=WSGIHandler)
+                if current[0] != seq:
+                    straddled[0] += 1
+                    continue
+                counted[kind][outcome] += 1
+                if outcome == 0:
+                    latencies[kind].append((perf_counter() - t0) * 1000)
+        finally:
+            for kind in configs:
+                connections[kind].close()
+
+    threads = [
+        threading.Thread(target=worker, args=(i,), name=f"req-{i}") for i in range(cfg["threads"])
+    ]
+    for thread in threads:
+        thread.start()
+    seq = 0
+    for kind in configs:  # warm-up: every alias connected, pools filled
+        seq += 1
+        current[:] = [seq, kind]
+        time.sleep(cfg["warmup"])
+    for kind in configs:
+        counted[kind] = [0, 0, 0]
+        latencies[kind].clear()
+    straddled[0] = 0
+    wall = dict.fromkeys(configs, 0.0)
+    cpu = dict.fromkeys(configs, 0.0)
+    proxy_cpu = dict.fromkeys(configs, 0.0)
+    end = time.monotonic() + cfg["seconds"]
+    while time.monotonic() < end:
+        for kind in configs:
+            seq += 1
+            w0, c0, p0 = perf_counter(), process_time(), proc_cpu_seconds(cfg["bouncer_pid"])
+            current[:] = [seq, kind]
+            time.sleep(cfg["phase"])
+            wall[kind] += perf_counter() - w0
+            cpu[kind] += process_time() - c0
+            proxy_cpu[kind] += proc_cpu_seconds(cfg["bouncer_pid"]) - p0
+    current[0] = -1  # nothing after this counts
+    stop.set()
+    for thread in threads:
+        thread.join()
+    h.close_django_pools()
+
+    results: dict[str, Any] = {}
+    for kind in configs:
+        ok, timeouts, errors = counted[kind]
+        done = max(1, ok + timeouts + errors)
+        results[kind] = {
+            "ok": ok,
+            "timeouts": timeouts,
+            "errors": errors,
+            "seconds": wall[kind],
+            "rps": ok / wall[kind],
+            "cpu_us_per_request": cpu[kind] / done * 1e6,
+            "proxy_cpu_us_per_request": proxy_cpu[kind] / done * 1e6,
+            "p50_ms": h.percentile(latencies[kind], 50),
+            "p99_ms": h.percentile(latencies[kind], 99),
+        }
+    return {"configs": results, "straddled": straddled[0]}
+
+
+# -- the parent ----------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def bouncer_for(
+    configs: list[str], dsn: str, args: argparse.Namespace, threads: int
+) -> Iterator[PgBouncer | None]:
+    if "pgbouncer" not in configs:
+        yield None
+        return
+    binary, reason = find_pgbouncer(install=not args.no_install)
+    if binary is None:
+        raise SystemExit(f"pgbouncer is unavailable ({reason}); drop it from --configs")
+    with PgBouncer(
+        binary,
+        dsn,
+        pool_size=args.pool_size,
+        wait_timeout=args.pool_timeout,
+        max_client_conn=max(1024, threads + 64),
+    ) as bouncer:
+        yield bouncer
+
+
+def run_child(cfg: dict[str, Any], timeout: float) -> dict[str, Any]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "benchmarks.paired", "--child", json.dumps(cfg)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except BaseException:
+        proc.kill()
+        proc.communicate()
+        raise
+    for line in reversed(out.splitlines()):
+        if line.startswith("RESULT "):
+            return dict(json.loads(line[len("RESULT ") :]))
+    raise RuntimeError(f"paired run T={cfg['threads']} failed:\n{err[-3000:]}")
+
+
+def main() -> None:
+    args = parse_args()
+    if args.child:
+        print("RESULT " + json.dumps(child(json.loads(args.child))), flush=True)
+        return
+    thread_counts = [int(t) for t in args.threads.split(",")]
+    configs = [c.strip() for c in args.configs.split(",") if c.strip()]
+    unknown = sorted(set(configs) - set(CONFIGS))
+    if unknown:
+        raise SystemExit(f"unknown configuration(s) {unknown}; known: {list(CONFIGS)}")
+    when = h.stamp()
+    runs: dict[int, dict[str, Any]] = {}
+    with h.postgres() as (_admin, dsn):
+        q_ms, q_idle_ms = prepare_data(dsn, args.work_ms / 1000)
+        params = {
+            "command": h.command("benchmarks.paired"),
+            "threads T": thread_counts,
+            "pool max_size P": args.pool_size,
+            "work W": f"{args.work_ms:g} ms",
+            "query": QUERY,
+            "query time q (direct connection, median)": f"{q_ms:.3f} ms",
+            "the same query after W of idleness (median)": f"{q_idle_ms:.3f} ms",
+            "measured per T": f"{args.seconds:g} s in phases of {args.phase:g} s",
+            "configurations (rotation order)": {k: h.KINDS[k] for k in configs},
+            "load average at start": h.load_average(),
+            **h.machine(dsn),
+        }
+        h.print_params("paired: configurations alternating in one process", params)
+        for threads in thread_counts:
+            with bouncer_for(configs, dsn, args, threads) as bouncer:
+                cfg = {
+                    "configs": configs,
+                    "dsns": {
+                        k: bouncer.dsn() if k == "pgbouncer" and bouncer else dsn for k in configs
+                    },
+                    "bouncer_pid": bouncer.process.pid if bouncer and bouncer.process else None,
+                    "threads": threads,
+                    "pool_size": args.pool_size,
+                    "pool_timeout": args.pool_timeout,
+                    "work_ms": args.work_ms,
+                    "seconds": args.seconds,
+                    "phase": args.phase,
+                    "warmup": args.warmup,
+                }
+                t0 = time.monotonic()
+                budget = args.seconds + args.warmup * len(configs) + args.pool_timeout + 90
+                runs[threads] = run_child(cfg, budget)
+                print(f"T={threads}: done in {time.monotonic() - t0:.1f} s", flush=True)
+    report(runs, configs, args, q_ms)
+    path = h.write_json("paired", {"params": params, "runs": runs}, when)
+    print(f"\nRaw figures: {path}")
+
+
+def report(
+    runs: dict[int, dict[str, Any]], configs: list[str], args: argparse.Namespace, q_ms: float
+) -> None:
+    print("\n### Side by side (configurations alternating in one process)\n")
+    rows = []
+    for threads, run in runs.items():
+        ideal = threads / ((args.work_ms + 2 * q_ms) / 1000)
+        results = run["configs"]
+        held = results.get("held")
+        for kind in configs:
+            r = results[kind]
+            proxy = r["proxy_cpu_us_per_request"] if kind == "pgbouncer" else None
+            rows.append(
+                [
+                    threads,
+                    kind,
+                    f"{r['rps']:.1f}",
+                    f"{r['rps'] / ideal:.3f}",
+                    r["timeouts"],
+                    r["errors"],
+                    f"{r['p50_ms']:.1f}",
+                    f"{r['p99_ms']:.1f}",
+                    f"{r['cpu_us_per_request']:.0f}"
+                    + (f" (+{proxy:.0f} proxy)" if proxy is not None else ""),
+                    f"{r['cpu_us_per_request'] / held['cpu_us_per_request']:.2f}"
+                    if held
+                    else "n/a",
+                    r["ok"],
+                ]
+            )
+    headers = [
+        "T",
+        "config",
+        "req/s",
+        "of ideal",
+        "timeouts",
+        "errors",
+        "p50 ms",
+        "p99 ms",
+        "client CPU µs/req",
+        "CPU / held",
+        "requests",
+    ]
+    print(h.markdown_table(headers, rows))
+    straddled = ", ".join(f"T={t}: {run['straddled']}" for t, run in runs.items())
+    print(f"\n(requests straddling a switch, not counted: {straddled})")
+    if "real" in configs and "pgbouncer" in configs:
+        print("\n### This engine against PgBouncer, same minutes\n")
+        rows = []
+        for threads, run in runs.items():
+            real, bouncer = run["configs"]["real"], run["configs"]["pgbouncer"]
+            rows.append(
+                [
+                    threads,
+                    f"{real['rps'] / bouncer['rps']:.3f}",
+                    f"{real['p99_ms']:.1f} vs {bouncer['p99_ms']:.1f}",
+                    f"{real['cpu_us_per_request']:.0f} vs "
+                    f"{bouncer['cpu_us_per_request'] + bouncer['proxy_cpu_us_per_request']:.0f}",
+                ]
+            )
+        headers = ["T", "req/s ratio", "p99 ms (real vs PgBouncer)", "CPU µs/req incl. proxy"]
+        print(h.markdown_table(headers, rows))
+
+
+if __name__ == "__main__":
+    main()
