@@ -14,6 +14,7 @@ import os
 import platform
 import shlex
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -288,6 +289,34 @@ def rss_mb(pid: int | str = "self") -> float:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time another process has used so far, from /proc (Linux)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_child(module: str, cfg: dict[str, Any], timeout: float) -> dict[str, Any]:
+    """Run ``python -m module --child <cfg as JSON>``; return its ``RESULT`` line."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", module, "--child", json.dumps(cfg)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except BaseException:
+        proc.kill()
+        proc.communicate()
+        raise
+    for line in reversed(out.splitlines()):
+        if line.startswith("RESULT "):
+            return dict(json.loads(line[len("RESULT ") :]))
+    raise RuntimeError(f"{module} run (T={cfg.get('threads')}) failed:\n{err[-3000:]}")
 
 
 def machine(dsn: str) -> dict[str, Any]:

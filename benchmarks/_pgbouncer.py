@@ -155,9 +155,9 @@ class PgBouncer:
         """User + system CPU time pgbouncer has used so far."""
         if self.process is None:
             return 0.0
-        with open(f"/proc/{self.process.pid}/stat") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        from benchmarks._harness import cpu_seconds
+
+        return cpu_seconds(self.process.pid)
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:

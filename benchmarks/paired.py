@@ -9,12 +9,13 @@ held -> pgbouncer -> real -> held ... Every configuration thus samples the same
 minutes of the machine, and their ratios hold still.
 
 Per configuration: requests/s over its phases, client CPU per request (this
-process's CPU time during its phases / the requests that started and finished
-inside them), PgBouncer's own CPU during its phases, p50/p99. A request that
-straddles a switch is not counted; its CPU stays in the phase where it ran, so
-each phase carries the tail of the previous configuration's requests (the
-figures report how many straddled). Peak server connections come from
-``webload`` (separate runs), not from here.
+process's CPU time during its phases / its requests), PgBouncer's own CPU
+during its phases, p50/p99. A request counts for the configuration it started
+on. One that straddles a switch finishes in
+the next phase: each phase ends with requests in flight and starts with the
+previous configuration's tails, alike for every configuration (the figures
+report how many straddled). Peak server connections come from ``webload``
+(separate runs), not from here.
 
 Usage::
 
@@ -26,9 +27,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import random
-import subprocess
 import sys
 import threading
 import time
@@ -38,8 +37,7 @@ from typing import Any
 
 from benchmarks import _harness as h
 from benchmarks._pgbouncer import PgBouncer, find_pgbouncer
-from benchmarks.webload import QUERY, ROWS, prepare_data
-from benchmarks.webload import _classify as classify
+from benchmarks.webload import OK, QUERY, one_request, prepare_data
 
 APPLICATION = "pgrp-paired"
 CONFIGS = ("held", "pgbouncer", "real")
@@ -57,6 +55,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=30.0, help="measured time per T")
     parser.add_argument("--phase", type=float, default=1.0, help="seconds per phase")
     parser.add_argument("--warmup", type=float, default=1.0, help="warm-up per configuration")
+    parser.add_argument(
+        "--switch-interval",
+        type=float,
+        default=None,
+        help="sys.setswitchinterval() in the load process, seconds (default: Python's 0.005)",
+    )
     parser.add_argument("--no-install", action="store_true", help="never apt-get pgbouncer")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     return parser.parse_args()
@@ -65,16 +69,9 @@ def parse_args() -> argparse.Namespace:
 # -- the child: T threads, configurations alternating -------------------------------
 
 
-def proc_cpu_seconds(pid: int | None) -> float:
-    """User + system CPU time of another process (0 when there is none)."""
-    if pid is None:
-        return 0.0
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def child(cfg: dict[str, Any]) -> dict[str, Any]:
+    if cfg.get("switch_interval"):
+        sys.setswitchinterval(cfg["switch_interval"])
     configs: list[str] = cfg["configs"]
     entries = {
         kind: h.database_entry(
@@ -88,8 +85,6 @@ def child(cfg: dict[str, Any]) -> dict[str, Any]:
     }
     # Django requires a 'default' alias; nothing uses it.
     h.configure_django({"default": entries[configs[0]], **entries})
-    from django.core.handlers.wsgi import WSGIHandler
-    from django.core.signals import request_finished, request_started
     from django.db import connections
 
     work = cfg["work_ms"] / 1000
@@ -100,33 +95,19 @@ def child(cfg: dict[str, Any]) -> dict[str, Any]:
     counted = {kind: [0, 0, 0] for kind in configs}  # ok, timeouts, errors
     straddled = [0]
 
-    def query(wrapper: Any, rnd: random.Random) -> None:
-        with wrapper.cursor() as cursor:
-            cursor.execute(QUERY, [rnd.randint(1, ROWS)])
-            cursor.fetchone()
-
     def worker(idx: int) -> None:
         rnd = random.Random(idx)
         try:
             while not stop.is_set():
                 seq, kind = current
-                wrapper = connections[kind]
                 t0 = perf_counter()
-                outcome = 0
-                request_started.send(sender=WSGIHandler, environ={})
-                try:
-                    query(wrapper, rnd)
-                    time.sleep(work)
-                    query(wrapper, rnd)
-                except Exception as exc:
-                    outcome = classify(exc)
-                finally:
-                    request_finished.send(sender=WSGIHandler)
+                outcome = one_request(connections[kind], rnd, work)
+                if current[0] == -1:  # finished after the measured time
+                    continue
                 if current[0] != seq:
                     straddled[0] += 1
-                    continue
                 counted[kind][outcome] += 1
-                if outcome == 0:
+                if outcome == OK:
                     latencies[kind].append((perf_counter() - t0) * 1000)
         finally:
             for kind in configs:
@@ -149,16 +130,21 @@ def child(cfg: dict[str, Any]) -> dict[str, Any]:
     wall = dict.fromkeys(configs, 0.0)
     cpu = dict.fromkeys(configs, 0.0)
     proxy_cpu = dict.fromkeys(configs, 0.0)
+    pid = cfg["bouncer_pid"]
+
+    def bouncer_cpu() -> float:
+        return h.cpu_seconds(pid) if pid is not None else 0.0
+
     end = time.monotonic() + cfg["seconds"]
     while time.monotonic() < end:
         for kind in configs:
             seq += 1
-            w0, c0, p0 = perf_counter(), process_time(), proc_cpu_seconds(cfg["bouncer_pid"])
+            w0, c0, p0 = perf_counter(), process_time(), bouncer_cpu()
             current[:] = [seq, kind]
             time.sleep(cfg["phase"])
             wall[kind] += perf_counter() - w0
             cpu[kind] += process_time() - c0
-            proxy_cpu[kind] += proc_cpu_seconds(cfg["bouncer_pid"]) - p0
+            proxy_cpu[kind] += bouncer_cpu() - p0
     current[0] = -1  # nothing after this counts
     stop.set()
     for thread in threads:
@@ -206,26 +192,6 @@ def bouncer_for(
         yield bouncer
 
 
-def run_child(cfg: dict[str, Any], timeout: float) -> dict[str, Any]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "benchmarks.paired", "--child", json.dumps(cfg)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except BaseException:
-        proc.kill()
-        proc.communicate()
-        raise
-    for line in reversed(out.splitlines()):
-        if line.startswith("RESULT "):
-            return dict(json.loads(line[len("RESULT ") :]))
-    raise RuntimeError(f"paired run T={cfg['threads']} failed:\n{err[-3000:]}")
-
-
 def main() -> None:
     args = parse_args()
     if args.child:
@@ -249,6 +215,7 @@ def main() -> None:
             "query time q (direct connection, median)": f"{q_ms:.3f} ms",
             "the same query after W of idleness (median)": f"{q_idle_ms:.3f} ms",
             "measured per T": f"{args.seconds:g} s in phases of {args.phase:g} s",
+            "GIL switch interval": f"{args.switch_interval or sys.getswitchinterval():g} s",
             "configurations (rotation order)": {k: h.KINDS[k] for k in configs},
             "load average at start": h.load_average(),
             **h.machine(dsn),
@@ -269,10 +236,11 @@ def main() -> None:
                     "seconds": args.seconds,
                     "phase": args.phase,
                     "warmup": args.warmup,
+                    "switch_interval": args.switch_interval,
                 }
                 t0 = time.monotonic()
                 budget = args.seconds + args.warmup * len(configs) + args.pool_timeout + 90
-                runs[threads] = run_child(cfg, budget)
+                runs[threads] = h.run_child("benchmarks.paired", cfg, budget)
                 print(f"T={threads}: done in {time.monotonic() - t0:.1f} s", flush=True)
     report(runs, configs, args, q_ms)
     path = h.write_json("paired", {"params": params, "runs": runs}, when)
@@ -324,7 +292,7 @@ def report(
     ]
     print(h.markdown_table(headers, rows))
     straddled = ", ".join(f"T={t}: {run['straddled']}" for t, run in runs.items())
-    print(f"\n(requests straddling a switch, not counted: {straddled})")
+    print(f"\n(requests that straddled a switch, counted where they began: {straddled})")
     if "real" in configs and "pgbouncer" in configs:
         print("\n### This engine against PgBouncer, same minutes\n")
         rows = []

@@ -30,7 +30,6 @@ import contextlib
 import json
 import random
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -99,6 +98,29 @@ def _classify(exc: BaseException) -> int:
     return ERROR
 
 
+def one_request(wrapper: Any, rnd: random.Random, work: float) -> int:
+    """What a Django view does: a query, non-database work, a query, then
+    ``request_finished`` (where Django returns or closes connections).
+    Returns OK, TIMEOUT or ERROR."""
+    from django.core.handlers.wsgi import WSGIHandler
+    from django.core.signals import request_finished, request_started
+
+    outcome = OK
+    request_started.send(sender=WSGIHandler, environ={})
+    try:
+        for pause in (work, 0.0):
+            with wrapper.cursor() as cursor:
+                cursor.execute(QUERY, [rnd.randint(1, ROWS)])
+                cursor.fetchone()
+            if pause:
+                time.sleep(pause)
+    except Exception as exc:
+        outcome = _classify(exc)
+    finally:
+        request_finished.send(sender=WSGIHandler)
+    return outcome
+
+
 def child(cfg: dict[str, Any]) -> dict[str, Any]:
     if cfg.get("switch_interval"):
         # How long a thread whose query returned may wait for the GIL (and so
@@ -115,8 +137,6 @@ def child(cfg: dict[str, Any]) -> dict[str, Any]:
             )
         }
     )
-    from django.core.handlers.wsgi import WSGIHandler
-    from django.core.signals import request_finished, request_started
     from django.db import connections
 
     work = cfg["work_ms"] / 1000
@@ -126,11 +146,6 @@ def child(cfg: dict[str, Any]) -> dict[str, Any]:
     keep = not cfg.get("memory_run")
     tallies = [[0, 0, 0] for _ in range(cfg["threads"])]
 
-    def query(wrapper: Any, rnd: random.Random) -> None:
-        with wrapper.cursor() as cursor:
-            cursor.execute(QUERY, [rnd.randint(1, ROWS)])
-            cursor.fetchone()
-
     def worker(idx: int) -> None:
         rnd = random.Random(idx)
         mine, tally = records[idx], tallies[idx]
@@ -138,16 +153,7 @@ def child(cfg: dict[str, Any]) -> dict[str, Any]:
         try:
             while not stop.is_set():
                 t0 = perf_counter()
-                outcome = OK
-                request_started.send(sender=WSGIHandler, environ={})
-                try:
-                    query(wrapper, rnd)
-                    time.sleep(work)
-                    query(wrapper, rnd)
-                except Exception as exc:
-                    outcome = _classify(exc)
-                finally:
-                    request_finished.send(sender=WSGIHandler)
+                outcome = one_request(wrapper, rnd, work)
                 tally[outcome] += 1
                 if keep:
                     t1 = perf_counter()
@@ -246,26 +252,6 @@ def prepare_data(dsn: str, idle_s: float) -> tuple[float, float]:
     return statistics.median(times) * 1000, statistics.median(after_idle) * 1000
 
 
-def run_child(cfg: dict[str, Any], timeout: float) -> dict[str, Any]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "benchmarks.webload", "--child", json.dumps(cfg)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except BaseException:
-        proc.kill()
-        proc.communicate()
-        raise
-    for line in reversed(out.splitlines()):
-        if line.startswith("RESULT "):
-            return dict(json.loads(line[len("RESULT ") :]))
-    raise RuntimeError(f"run {cfg['kind']} T={cfg['threads']} failed:\n{err[-3000:]}")
-
-
 def run_one(
     kind: str,
     threads: int,
@@ -305,7 +291,7 @@ def run_one(
             cfg["dsn"] = bouncer.dsn()
         t0 = sampler.now()
         proxy_cpu0 = bouncer.cpu_seconds() if bouncer else 0.0
-        result = run_child(cfg, budget)
+        result = h.run_child("benchmarks.webload", cfg, budget)
         if bouncer is not None:
             used = bouncer.cpu_seconds() - proxy_cpu0
             result["proxy_cpu_us_per_request"] = used / max(1, result["requests"]) * 1e6
