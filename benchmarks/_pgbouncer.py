@@ -20,6 +20,7 @@ from typing import Any
 import psycopg
 
 from tests.support.pgserver import _service_user, free_port
+from tests.support.processes import ManagedProcess
 
 _CANDIDATES = ("/usr/sbin/pgbouncer", "/usr/bin/pgbouncer")
 
@@ -69,7 +70,7 @@ class PgBouncer:
         self.max_client_conn = max_client_conn
         self.port = free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="pgrp-pgbouncer-"))
-        self.process: subprocess.Popen[bytes] | None = None
+        self.process: ManagedProcess | None = None
 
     def dsn(self) -> str:
         user = self.server.get("user", "postgres")
@@ -120,16 +121,9 @@ class PgBouncer:
             os.chown(self.dir, user.pw_uid, user.pw_gid)
             os.chown(config, user.pw_uid, user.pw_gid)
             kwargs.update(user=user.pw_uid, group=user.pw_gid, extra_groups=[])
-        log = open(self.dir / "stdout.log", "ab")  # noqa: SIM115 - owned by the child
-        self.process = subprocess.Popen(
-            [self.binary, str(config)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            cwd=self.dir,
-            **kwargs,
-        )
-        log.close()
+        self.process = ManagedProcess(
+            [self.binary, str(config)], cwd=self.dir, name="pgbouncer", popen_kwargs=kwargs
+        ).start()
         deadline = time.monotonic() + timeout
         while True:
             # Readiness is the listening socket; nothing to wait on but the port.
@@ -137,18 +131,17 @@ class PgBouncer:
                 socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
                 return self
             except OSError:
-                if self.process.poll() is not None or time.monotonic() > deadline:
+                if not self.process.running() or time.monotonic() > deadline:
                     output = self.output()
                     self.stop()
                     raise RuntimeError(f"pgbouncer did not start:\n{output[-2000:]}") from None
                 time.sleep(0.02)
 
     def output(self) -> str:
-        text = ""
-        for name in ("stdout.log", "pgbouncer.log"):
-            path = self.dir / name
-            if path.exists():
-                text += path.read_text(errors="replace")
+        text = self.process.output() if self.process is not None else ""
+        log = self.dir / "pgbouncer.log"
+        if log.exists():
+            text += log.read_text(errors="replace")
         return text
 
     def cpu_seconds(self) -> float:
@@ -160,14 +153,10 @@ class PgBouncer:
         return cpu_seconds(self.process.pid)
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
+        if self.process is not None:
             # SIGTERM: immediate shutdown, server connections closed.
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+            self.process.stop(timeout=10)
+            self.process.log_path.unlink(missing_ok=True)
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def __enter__(self) -> PgBouncer:

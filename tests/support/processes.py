@@ -27,11 +27,14 @@ class ManagedProcess:
         env: dict[str, str] | None = None,
         cwd: str | os.PathLike[str] | None = None,
         name: str = "process",
+        popen_kwargs: dict[str, Any] | None = None,
     ) -> None:
         self.args = args
         self.env = {**os.environ, **(env or {})}
         self.cwd = cwd
         self.name = name
+        # More subprocess.Popen arguments (e.g. user/group to drop root).
+        self.popen_kwargs = popen_kwargs or {}
         fd, path = tempfile.mkstemp(prefix=f"pgrp-{name}-", suffix=".log")
         os.close(fd)
         self.log_path = Path(path)
@@ -46,9 +49,13 @@ class ManagedProcess:
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            **self.popen_kwargs,
         )
         log.close()
         return self
+
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
 
     @property
     def pid(self) -> int:

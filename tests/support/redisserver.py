@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 import redis
 
 from tests.support.pgserver import free_port
+from tests.support.processes import ManagedProcess
 
 
 def find_redis_server() -> str:
@@ -36,14 +36,14 @@ class RedisServer:
     def __init__(self) -> None:
         self.port = free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="pgrp-redis-"))
-        self.process: subprocess.Popen[bytes] | None = None
+        self.process: ManagedProcess | None = None
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self, timeout: float = 20.0) -> RedisServer:
-        self.process = subprocess.Popen(
+        self.process = ManagedProcess(
             [
                 find_redis_server(),
                 "--port",
@@ -61,9 +61,8 @@ class RedisServer:
                 "--loglevel",
                 "warning",
             ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+            name="redis",
+        ).start()
         client = redis.Redis(host="127.0.0.1", port=self.port, socket_connect_timeout=0.5)
         deadline = time.monotonic() + timeout
         while True:
@@ -72,20 +71,18 @@ class RedisServer:
                 if client.ping():
                     break
             except redis.exceptions.ConnectionError:
-                if self.process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("redis-server did not start") from None
+                if not self.process.running() or time.monotonic() > deadline:
+                    output = self.process.output()
+                    self.stop()
+                    raise RuntimeError(f"redis-server did not start:\n{output[-2000:]}") from None
                 time.sleep(0.05)
         client.close()
         return self
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        if self.process is not None:
+            self.process.stop(timeout=10)
+            self.process.log_path.unlink(missing_ok=True)
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def __enter__(self) -> RedisServer:
