@@ -428,3 +428,11 @@ def pyplot() -> Any:
 def png_path(name: str, when: str) -> Path:
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     return RESULTS_DIR / f"{name}-{when}.png"
+
+
+def save_figure(plt: Any, fig: Any, png: Path) -> None:
+    """Lay out, write and close a figure; say where it is."""
+    fig.tight_layout()
+    fig.savefig(png, dpi=110)
+    plt.close(fig)
+    print(f"Plot: {png}")

@@ -405,10 +405,7 @@ def plot(wall: dict[str, list[float]], overheads: dict[str, float], floor: float
     right.set_title("Release overhead per query")
     right.tick_params(axis="y", labelsize=7)
     right.legend()
-    fig.tight_layout()
-    fig.savefig(png, dpi=110)
-    plt.close(fig)
-    print(f"Plot: {png}")
+    h.save_figure(plt, fig, png)
 
 
 if __name__ == "__main__":

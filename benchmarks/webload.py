@@ -564,10 +564,7 @@ def plot(
     else:
         ax_rss.set_axis_off()
     fig.suptitle(f"webload: pool max_size={args.pool_size}, W={args.work_ms:g} ms")
-    fig.tight_layout()
-    fig.savefig(png, dpi=110)
-    plt.close(fig)
-    print(f"Plot: {png}")
+    h.save_figure(plt, fig, png)
 
 
 if __name__ == "__main__":

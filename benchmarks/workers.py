@@ -211,10 +211,7 @@ def plot(rows: list[dict[str, Any]], args: argparse.Namespace, png: Any) -> None
     for ax in (left, right):
         ax.tick_params(axis="x", labelsize=8)
     fig.suptitle(f"workers: {args.tasks} tasks, W={args.work_ms} ms, pool max_size={args.max_size}")
-    fig.tight_layout()
-    fig.savefig(png, dpi=110)
-    plt.close(fig)
-    print(f"Plot: {png}")
+    h.save_figure(plt, fig, png)
 
 
 if __name__ == "__main__":
