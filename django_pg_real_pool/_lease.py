@@ -13,8 +13,8 @@ holders are:
   until ``close()``: end of request or task).
 
 Borrowing skips Django's ``connect()``: each physical connection is configured
-once (time zone, role, isolation level, ``connection_created``), so a
-re-borrow is a ``getconn()`` and a few attribute writes. Giving back is a
+once (time zone, role, isolation level, ``connection_created``; see
+``_setup.py``), so a re-borrow is a ``getconn()`` and a few attribute writes. Giving back is a
 ``putconn()``, preceded by a rollback or a ``DISCARD ALL`` only when the
 connection needs one.
 """
@@ -25,8 +25,6 @@ import logging
 import sys
 import traceback
 from asyncio import _get_running_loop
-from collections.abc import Iterator
-from contextlib import contextmanager
 from time import monotonic
 from typing import TYPE_CHECKING, Any
 
@@ -45,8 +43,10 @@ from ._cursors import (
     LeasedServerCursorDebugWrapper,
     LeasedServerCursorWrapper,
 )
-from ._pools import ConnState, PoolAdapter, PoolGone, ping, socket_is_readable
+from ._pools import ConnState, PoolAdapter, PoolGone
 from ._settings import RealPoolSettings, parse_settings
+from ._setup import ConnectionSetupMixin
+from ._validate import warn_no_pool
 from .checks import DatabaseValidation
 from .errors import PoolExhausted
 
@@ -66,7 +66,7 @@ _INTRANS_OR_ERROR = (TransactionStatus.INTRANS, TransactionStatus.INERROR)
 _MAX_STALE_IN_ONE_ACQUIRE = 64
 
 
-class LeaseMixin(_Base):
+class LeaseMixin(ConnectionSetupMixin):
     """Release-as-soon-as-possible behaviour for a Django PostgreSQL wrapper.
 
     Engines provide :meth:`_lease_make_adapter`; everything else is shared.
@@ -118,7 +118,7 @@ class LeaseMixin(_Base):
         if self.alias == NO_DB_ALIAS:
             return False
         if self.settings_dict["OPTIONS"].get("pool", None) is False:
-            _warn_no_pool(self.alias)
+            warn_no_pool(self.alias)
             return False
         return True
 
@@ -374,56 +374,6 @@ class LeaseMixin(_Base):
             with self._lease_configuring_block():
                 connection_created.send(sender=self.__class__, connection=self)
 
-    def _lease_is_stale(self, raw: Any, state: ConnState, adapter: PoolAdapter, now: float) -> bool:
-        """Cheap checks first; a round trip only for suspect connections.
-
-        A closed connection makes its socket look readable (no descriptor).
-        """
-        idle = self._lease_idle_check
-        suspect = (
-            state.returned_at < adapter.suspect_before
-            or (idle is not None and now - state.returned_at > idle)
-            or socket_is_readable(raw)
-        )
-        if not suspect:
-            return False
-        self._lease_counters.pings += 1
-        try:
-            ping(raw)
-        except psycopg.Error:
-            return True
-        return False
-
-    def _lease_configure(self, raw: Any) -> None:
-        """Per physical connection: what Django's connect() does every time."""
-        if not raw.autocommit:
-            raw.autocommit = True
-        self._configure_connection(raw)  # type: ignore[attr-defined]
-        options = self.settings_dict["OPTIONS"]
-        if "isolation_level" in options:
-            raw.isolation_level = self.isolation_level  # type: ignore[attr-defined]
-        self._lease_register_tzloader(raw)
-        raw.pgrp_state.configured = True
-
-    def _lease_register_tzloader(self, raw: Any) -> None:
-        from django.db.backends.postgresql.base import TIMESTAMPTZ_OID
-        from django.db.backends.postgresql.psycopg_any import register_tzloader
-        from psycopg.pq import Format
-
-        tzloader = raw.adapters.get_loader(TIMESTAMPTZ_OID, Format.TEXT)
-        if self.timezone != tzloader.timezone:
-            register_tzloader(self.timezone, raw)
-
-    @contextmanager
-    def _lease_configuring_block(self) -> Iterator[None]:
-        """Session state set here is the connection's configuration, not dirt."""
-        previous = self._lease_configuring
-        self._lease_configuring = True
-        try:
-            yield
-        finally:
-            self._lease_configuring = previous
-
     # -- giving back --------------------------------------------------------
 
     def _lease_maybe_release(self) -> None:
@@ -569,17 +519,3 @@ class LeaseMixin(_Base):
         if not holders:
             holders["unreleased"] = True
         return holders
-
-
-_warned_no_pool: set[str] = set()
-
-
-def _warn_no_pool(alias: str) -> None:
-    """Once per alias and process: connect() asks at every connection."""
-    if alias not in _warned_no_pool:
-        _warned_no_pool.add(alias)
-        logger.warning(
-            "DATABASES[%r]['OPTIONS']['pool'] is False: this alias runs without a "
-            "pool and holds its connection like Django's stock backend.",
-            alias,
-        )

@@ -6,11 +6,14 @@ use of the alias, as Django does for its own backend settings.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db.backends.postgresql.psycopg_any import IsolationLevel
+
+logger = logging.getLogger("django_pg_real_pool")
 
 
 def check_conn_max_age(alias: str, settings_dict: Mapping[str, Any]) -> None:
@@ -72,3 +75,17 @@ def resolve_isolation_level(options: Mapping[str, Any]) -> IsolationLevel:
             f"Invalid transaction isolation level {value} specified. Use one of the "
             "psycopg.IsolationLevel values (DATABASES[...]['OPTIONS']['isolation_level'])."
         ) from None
+
+
+_warned_no_pool: set[str] = set()
+
+
+def warn_no_pool(alias: str) -> None:
+    """Once per alias and process: connect() asks at every connection."""
+    if alias not in _warned_no_pool:
+        _warned_no_pool.add(alias)
+        logger.warning(
+            "DATABASES[%r]['OPTIONS']['pool'] is False: this alias runs without a "
+            "pool and holds its connection like Django's stock backend.",
+            alias,
+        )
