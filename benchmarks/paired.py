@@ -37,7 +37,7 @@ from typing import Any
 
 from benchmarks import _harness as h
 from benchmarks._pgbouncer import PgBouncer, find_pgbouncer
-from benchmarks.webload import OK, QUERY, one_request, prepare_data
+from benchmarks.webload import OK, QUERY, add_workload_arguments, one_request, prepare_data
 
 APPLICATION = "pgrp-paired"
 CONFIGS = ("held", "pgbouncer", "real")
@@ -49,20 +49,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--configs", default=",".join(CONFIGS), help=f"comma-separated, from {list(CONFIGS)}"
     )
-    parser.add_argument("--pool-size", type=int, default=4, help="P: pool max_size (default 4)")
-    parser.add_argument("--pool-timeout", type=float, default=5.0, help="pool timeout, seconds")
-    parser.add_argument("--work-ms", type=float, default=50.0, help="W: non-database work, ms")
     parser.add_argument("--seconds", type=float, default=30.0, help="measured time per T")
     parser.add_argument("--phase", type=float, default=1.0, help="seconds per phase")
     parser.add_argument("--warmup", type=float, default=1.0, help="warm-up per configuration")
-    parser.add_argument(
-        "--switch-interval",
-        type=float,
-        default=None,
-        help="sys.setswitchinterval() in the load process, seconds (default: Python's 0.005)",
-    )
-    parser.add_argument("--no-install", action="store_true", help="never apt-get pgbouncer")
-    parser.add_argument("--child", help=argparse.SUPPRESS)
+    add_workload_arguments(parser)
     return parser.parse_args()
 
 

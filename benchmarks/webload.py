@@ -53,9 +53,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--threads", default="8,32,128,256", help="comma-separated T values")
     parser.add_argument("--configs", default=DEFAULT_CONFIGS, help=f"from {sorted(h.KINDS)}")
-    parser.add_argument("--pool-size", type=int, default=4, help="P: pool max_size (default 4)")
-    parser.add_argument("--pool-timeout", type=float, default=5.0, help="pool timeout, seconds")
-    parser.add_argument("--work-ms", type=float, default=50.0, help="W: non-database work, ms")
     parser.add_argument("--seconds", type=float, default=4.0, help="measured window per run")
     parser.add_argument("--warmup", type=float, default=1.5, help="seconds before the window")
     parser.add_argument(
@@ -64,6 +61,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=10.0,
         help="duration of the 256-thread RSS run on this engine (0: skip; 60 for the full figure)",
     )
+    add_workload_arguments(parser)
+    return parser.parse_args(argv)
+
+
+def add_workload_arguments(parser: argparse.ArgumentParser) -> None:
+    """The request and pool knobs webload and paired share."""
+    parser.add_argument("--pool-size", type=int, default=4, help="P: pool max_size (default 4)")
+    parser.add_argument("--pool-timeout", type=float, default=5.0, help="pool timeout, seconds")
+    parser.add_argument("--work-ms", type=float, default=50.0, help="W: non-database work, ms")
     parser.add_argument(
         "--switch-interval",
         type=float,
@@ -72,7 +78,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--no-install", action="store_true", help="never apt-get pgbouncer")
     parser.add_argument("--child", help=argparse.SUPPRESS)
-    return parser.parse_args(argv)
 
 
 # -- the child: one configuration, T threads --------------------------------------
