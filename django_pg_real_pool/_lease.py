@@ -14,9 +14,9 @@ holders are:
 
 Borrowing skips Django's ``connect()``: each physical connection is configured
 once (time zone, role, isolation level, ``connection_created``; see
-``_setup.py``), so a re-borrow is a ``getconn()`` and a few attribute writes. Giving back is a
-``putconn()``, preceded by a rollback or a ``DISCARD ALL`` only when the
-connection needs one.
+``_setup.py``), so a re-borrow is a ``getconn()`` and a few attribute writes.
+Giving back is a ``putconn()``, preceded by a rollback or a ``DISCARD ALL``
+only when the connection needs one.
 """
 
 from __future__ import annotations

@@ -2,9 +2,9 @@
 
 :func:`react` runs for each statement that :func:`._session.session_state_of`
 flags (the cursors run the check inline and call ``LeaseMixin._lease_inspect``
-on a hit); it applies ``OPTIONS["real_pool"]["session_state"]`` -- pin the connection to the thread
-(and warn once per call site), raise, or let it go -- and marks the connection
-for a reset before its next borrower in every case.
+on a hit). It applies ``OPTIONS["real_pool"]["session_state"]`` -- pin the
+connection to the thread (and warn once per call site), raise, or let it go --
+and marks the connection for a reset before its next borrower in every case.
 """
 
 from __future__ import annotations

@@ -29,7 +29,11 @@ else:
 
 
 class ConnectionSetupMixin(_Base):
-    """Configure, announce and health-check physical connections (see module)."""
+    """Configure and health-check physical connections (see the module).
+
+    ``connection_created`` itself is sent by the lease at a connection's first
+    borrow, inside :meth:`_lease_configuring_block`.
+    """
 
     # Set by LeaseMixin.
     _lease_configuring: bool
