@@ -19,7 +19,7 @@ report how many straddled). Peak server connections come from ``webload``
 
 Usage::
 
-    python -m benchmarks.paired [--threads 32,128] [--seconds 30] [--phase 1]
+    python -m benchmarks.paired [--threads 32,128] [--seconds 18] [--phase 1]
 """
 
 from __future__ import annotations
@@ -49,7 +49,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--configs", default=",".join(CONFIGS), help=f"comma-separated, from {list(CONFIGS)}"
     )
-    parser.add_argument("--seconds", type=float, default=30.0, help="measured time per T")
+    parser.add_argument(
+        "--seconds", type=float, default=18.0, help="measured time per T (default 18)"
+    )
     parser.add_argument("--phase", type=float, default=1.0, help="seconds per phase")
     parser.add_argument("--warmup", type=float, default=1.0, help="warm-up per configuration")
     add_workload_arguments(parser)
