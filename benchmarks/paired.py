@@ -61,6 +61,15 @@ def parse_args() -> argparse.Namespace:
 # -- the child: T threads, configurations alternating -------------------------------
 
 
+def new_tally(configs: list[str]) -> dict[str, Any]:
+    """One thread's counts: per configuration [ok, timeouts, errors] and latencies (ms)."""
+    return {
+        "counted": {kind: [0, 0, 0] for kind in configs},
+        "latencies": {kind: [] for kind in configs},
+        "straddled": 0,
+    }
+
+
 def child(cfg: dict[str, Any]) -> dict[str, Any]:
     if cfg.get("switch_interval"):
         sys.setswitchinterval(cfg["switch_interval"])
@@ -81,11 +90,11 @@ def child(cfg: dict[str, Any]) -> dict[str, Any]:
 
     work = cfg["work_ms"] / 1000
     stop = threading.Event()
-    # (sequence number, configuration): a request counts if both are unchanged at its end.
+    # (phase number, configuration): a request counts for the configuration it
+    # started on; a changed phase number at its end means it straddled a switch.
     current: list[Any] = [0, configs[0]]
-    latencies: dict[str, list[float]] = {kind: [] for kind in configs}
-    counted = {kind: [0, 0, 0] for kind in configs}  # ok, timeouts, errors
-    straddled = [0]
+    # Per thread, merged at the end: no shared counter is ever incremented.
+    per_thread = [new_tally(configs) for _ in range(cfg["threads"])]
 
     def worker(idx: int) -> None:
         rnd = random.Random(idx)
@@ -96,11 +105,12 @@ def child(cfg: dict[str, Any]) -> dict[str, Any]:
                 outcome = one_request(connections[kind], rnd, work)
                 if current[0] == -1:  # finished after the measured time
                     continue
+                tally = per_thread[idx]  # replaced when the warm-up ends
                 if current[0] != seq:
-                    straddled[0] += 1
-                counted[kind][outcome] += 1
+                    tally["straddled"] += 1
+                tally["counted"][kind][outcome] += 1
                 if outcome == OK:
-                    latencies[kind].append((perf_counter() - t0) * 1000)
+                    tally["latencies"][kind].append((perf_counter() - t0) * 1000)
         finally:
             for kind in configs:
                 connections[kind].close()
@@ -115,10 +125,8 @@ def child(cfg: dict[str, Any]) -> dict[str, Any]:
         seq += 1
         current[:] = [seq, kind]
         time.sleep(cfg["warmup"])
-    for kind in configs:
-        counted[kind] = [0, 0, 0]
-        latencies[kind].clear()
-    straddled[0] = 0
+    for idx in range(cfg["threads"]):
+        per_thread[idx] = new_tally(configs)
     wall = dict.fromkeys(configs, 0.0)
     cpu = dict.fromkeys(configs, 0.0)
     proxy_cpu = dict.fromkeys(configs, 0.0)
@@ -145,7 +153,8 @@ def child(cfg: dict[str, Any]) -> dict[str, Any]:
 
     results: dict[str, Any] = {}
     for kind in configs:
-        ok, timeouts, errors = counted[kind]
+        ok, timeouts, errors = (sum(t["counted"][kind][i] for t in per_thread) for i in range(3))
+        latencies = [ms for t in per_thread for ms in t["latencies"][kind]]
         done = max(1, ok + timeouts + errors)
         results[kind] = {
             "ok": ok,
@@ -155,10 +164,10 @@ def child(cfg: dict[str, Any]) -> dict[str, Any]:
             "rps": ok / wall[kind],
             "cpu_us_per_request": cpu[kind] / done * 1e6,
             "proxy_cpu_us_per_request": proxy_cpu[kind] / done * 1e6,
-            "p50_ms": h.percentile(latencies[kind], 50),
-            "p99_ms": h.percentile(latencies[kind], 99),
+            "p50_ms": h.percentile(latencies, 50),
+            "p99_ms": h.percentile(latencies, 99),
         }
-    return {"configs": results, "straddled": straddled[0]}
+    return {"configs": results, "straddled": sum(t["straddled"] for t in per_thread)}
 
 
 # -- the parent ----------------------------------------------------------------------
