@@ -319,18 +319,15 @@ class LeaseMixin(ConnectionSetupMixin):
             box.conn = conn
             raw = conn if adapter.raw_is_conn else adapter.raw(conn)
             state: ConnState = raw.pgrp_state
-            # The common case inline: recently returned, not suspect, nothing
-            # to read on its socket.
-            poller = state.poller
+            # Suspect only if returned before a connection was found broken,
+            # idle longer than health_check_idle, or with something to read
+            # on its socket (ConnState.poller); a suspect one gets a round trip.
             idle = self._lease_idle_check
             if (
-                poller is not None
-                and state.returned_at >= adapter.suspect_before
+                state.returned_at >= adapter.suspect_before
                 and (idle is None or t0 - state.returned_at <= idle)
-                and not poller.poll(0)
-            ):
-                break
-            if not self._lease_is_stale(raw, state, adapter, t0):
+                and not state.poller.poll(0)
+            ) or not self._lease_ping_fails(raw):
                 break
             # Never hand out a dead connection: drop it; the pool replaces it.
             stale += 1

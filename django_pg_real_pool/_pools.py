@@ -33,9 +33,16 @@ class ConnState:
 
     __slots__ = ("announced", "configured", "poller", "returned_at")
 
-    def __init__(self) -> None:
-        #: A ``poll`` object on the connection's socket, made at first check.
-        self.poller: select.poll | None = None
+    def __init__(self, fd: int) -> None:
+        #: A ``poll`` object on the connection's socket. An idle, clean
+        #: connection receives nothing: readable means a termination notice
+        #: (``pg_terminate_backend``, a server shutdown), an EOF or a stray
+        #: notification, all reasons for a round trip before reuse. A zero-timeout
+        #: ``poll()`` on an object kept per connection is cheaper than
+        #: ``select()``, which rebuilds its descriptor sets; a closed descriptor
+        #: reports ``POLLNVAL``, readable too.
+        self.poller = select.poll()
+        self.poller.register(fd, select.POLLIN)
         #: Time zone and role applied (Django's ``_configure_connection``).
         self.configured = False
         #: ``connection_created`` sent for this physical connection.
@@ -55,7 +62,7 @@ class PooledConnection(psycopg.Connection[Any]):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.pgrp_state = ConnState()
+        self.pgrp_state = ConnState(self.pgconn.socket)
         _fork.track_connection(self)
 
 
@@ -89,28 +96,6 @@ class PoolAdapter(Protocol):
 
     def close(self) -> None:
         """Close the pool and every idle connection in it."""
-
-
-def socket_is_readable(raw: PooledConnection) -> bool:
-    """Whether the server sent something to an idle connection.
-
-    An idle, clean connection receives nothing: readable means a termination
-    notice (``pg_terminate_backend``, a server shutdown), an EOF, or a stray
-    notification, all reasons to check it with a round trip. Costs one
-    ``poll()`` with zero timeout on an object kept per connection (cheaper than
-    ``select()``, which rebuilds its descriptor sets), no round trip. A closed
-    descriptor reports ``POLLNVAL``: readable too.
-    """
-    state = raw.pgrp_state
-    poller = state.poller
-    if poller is None:
-        try:
-            fd = raw.pgconn.socket
-        except psycopg.OperationalError:
-            return True
-        poller = state.poller = select.poll()
-        poller.register(fd, select.POLLIN)
-    return bool(poller.poll(0))
 
 
 def ping(raw: psycopg.Connection[Any]) -> None:

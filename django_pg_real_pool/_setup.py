@@ -4,8 +4,8 @@ Django's ``connect()`` configures every new connection (time zone, role,
 isolation level) and sends ``connection_created``; with a pool underneath, the
 engine does that once per physical connection, when the pool creates it (the
 pool's ``configure`` callback) or after a ``DISCARD ALL`` undid it, never per
-borrow. Before reuse, a connection is checked without a round trip (is
-anything waiting on its socket?) and pinged only when it is suspect.
+borrow. Before reuse, the lease checks a connection without a round trip
+(see ``ConnState.poller``); one it finds suspect is pinged here.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 
-from ._pools import ConnState, PoolAdapter, ping, socket_is_readable
+from ._pools import ping
 
 if TYPE_CHECKING:
     from django.db.backends.postgresql.base import DatabaseWrapper as PGWrapper
@@ -29,7 +29,7 @@ else:
 
 
 class ConnectionSetupMixin(_Base):
-    """Configure and health-check physical connections (see the module).
+    """Configure physical connections, ping suspect ones (see the module).
 
     ``connection_created`` itself is sent by the lease at a connection's first
     borrow, inside :meth:`_lease_configuring_block`.
@@ -40,19 +40,8 @@ class ConnectionSetupMixin(_Base):
     _lease_counters: LeaseCounters
     _lease_idle_check: float | None
 
-    def _lease_is_stale(self, raw: Any, state: ConnState, adapter: PoolAdapter, now: float) -> bool:
-        """Cheap checks first; a round trip only for suspect connections.
-
-        A closed connection makes its socket look readable (no descriptor).
-        """
-        idle = self._lease_idle_check
-        suspect = (
-            state.returned_at < adapter.suspect_before
-            or (idle is not None and now - state.returned_at > idle)
-            or socket_is_readable(raw)
-        )
-        if not suspect:
-            return False
+    def _lease_ping_fails(self, raw: Any) -> bool:
+        """One round trip on a suspect connection: True if it does not work."""
         self._lease_counters.pings += 1
         try:
             ping(raw)
