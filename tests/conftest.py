@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import unittest
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import psycopg
@@ -45,3 +45,14 @@ def admin() -> Iterator[psycopg.Connection[Any]]:
     """A separate autocommit connection to the test database, to ask the server."""
     with psycopg.connect(pgstat.admin_dsn(), autocommit=True) as conn:
         yield conn
+
+
+@pytest.fixture
+def figures(capsys: pytest.CaptureFixture[str]) -> Callable[[str], None]:
+    """Print a scenario's figures even when pytest captures output."""
+
+    def emit(line: str) -> None:
+        with capsys.disabled():
+            print(line, flush=True)
+
+    return emit

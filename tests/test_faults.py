@@ -176,17 +176,6 @@ def fault_alias(aliases: dict[tuple[str, str], str], scenario: str, engine: str)
         wrapper.close_pool()
 
 
-@pytest.fixture
-def figures(capsys: pytest.CaptureFixture[str]) -> Callable[[str], None]:
-    """Print a scenario's figures even when pytest captures output."""
-
-    def emit(line: str) -> None:
-        with capsys.disabled():
-            print(line, flush=True)
-
-    return emit
-
-
 # -- the load --------------------------------------------------------------------
 
 

@@ -175,15 +175,6 @@ def dq() -> Iterator[harness.Project]:
         yield project
 
 
-@pytest.fixture
-def figures(capsys: pytest.CaptureFixture[str]) -> Callable[[str], None]:
-    def emit(line: str) -> None:
-        with capsys.disabled():
-            print(line, flush=True)
-
-    return emit
-
-
 def server_sessions(admin: psycopg.Connection[Any]) -> dict[str, int]:
     rows = admin.execute(
         "SELECT application_name, count(*) FROM pg_stat_activity "
