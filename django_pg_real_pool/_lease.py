@@ -43,6 +43,7 @@ from ._cursors import (
     LeasedServerCursorDebugWrapper,
     LeasedServerCursorWrapper,
 )
+from ._lane import PARK_MAX
 from ._pools import ConnState, PoolAdapter, PoolGone
 from ._settings import RealPoolSettings, parse_settings
 from ._setup import ConnectionSetupMixin
@@ -304,19 +305,17 @@ class LeaseMixin(ConnectionSetupMixin):
         stale = 0
         while True:
             t0 = monotonic()
-            try:
+            # Most borrows take a connection another release parked (_lane.py).
+            conn = adapter.lane.take()
+            if conn is not None:
+                box.adapter = adapter
+                box.conn = conn
+            else:
                 try:
-                    conn = adapter.getconn()
-                except PoolGone:
-                    # close_pool() ran (test set-up, time zone change): the
-                    # alias has a new pool.
-                    adapter = self._lease_adapter = self._lease_make_adapter()
-                    conn = adapter.getconn()
-            except PoolExhausted:
-                counters.timeouts += 1
-                raise
-            box.adapter = adapter
-            box.conn = conn
+                    adapter, conn = self._lease_borrow(adapter, box)
+                except PoolExhausted:
+                    counters.timeouts += 1
+                    raise
             raw = conn if adapter.raw_is_conn else adapter.raw(conn)
             state: ConnState = raw.pgrp_state
             # Suspect only if returned before a connection was found broken,
@@ -371,6 +370,39 @@ class LeaseMixin(ConnectionSetupMixin):
             with self._lease_configuring_block():
                 connection_created.send(sender=self.__class__, connection=self)
 
+    def _lease_borrow(self, adapter: PoolAdapter, box: _fork.HeldBox) -> tuple[PoolAdapter, Any]:
+        """Borrow from the pool itself (nothing was parked); set ``box``."""
+        gone = 0
+        while True:
+            waiting = adapter.lane.waiting
+            # Announced before the last look at the lane: from here on, a
+            # release hands its connection to the pool's queue, not the lane.
+            waiting.append(box)
+            try:
+                conn = adapter.lane.take()
+                if conn is not None:
+                    box.adapter = adapter
+                    box.conn = conn
+                    return adapter, conn
+                conn = adapter.getconn()
+                # Boxed before anything an asynchronous exception can
+                # interrupt (the calls below).
+                box.adapter = adapter
+                box.conn = conn
+                raw = conn if adapter.raw_is_conn else adapter.raw(conn)
+                raw.pgrp_state.lent_at = monotonic()
+                return adapter, conn
+            except PoolGone:
+                # close_pool() ran (test set-up, time zone change), or the
+                # pool was replaced: the alias has a new pool.
+                gone += 1
+                if gone > 1:
+                    raise
+                adapter.lane.close()
+                adapter = self._lease_adapter = self._lease_make_adapter()
+            finally:
+                waiting.remove(box)
+
     # -- giving back --------------------------------------------------------
 
     def _lease_maybe_release(self) -> None:
@@ -424,6 +456,16 @@ class LeaseMixin(ConnectionSetupMixin):
         if dirty is None and raw.autocommit and raw.pgconn.transaction_status == _IDLE:
             # The common case: clean, idle (hence not broken), in autocommit.
             state.returned_at = now
+            lane = adapter.lane
+            if now - state.lent_at < PARK_MAX and not lane.waiting:
+                # Parked for the next borrow (see _lane.py). No interpreter
+                # check point separates these two lines: an asynchronous
+                # exception lands before both or after both.
+                box.conn = None
+                lane.parked.append(conn)
+                if lane.waiting or lane.sweeper_idle:
+                    lane.after_park()
+                return
             adapter.putconn(conn)
             box.conn = None
             return

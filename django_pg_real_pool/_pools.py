@@ -18,6 +18,7 @@ import psycopg
 from psycopg_pool import PoolClosed, PoolTimeout
 
 from . import _fork
+from ._lane import Lane
 from .errors import PoolExhausted
 
 if TYPE_CHECKING:
@@ -31,7 +32,7 @@ class PoolGone(Exception):
 class ConnState:
     """What the engine remembers about one physical connection."""
 
-    __slots__ = ("announced", "configured", "poller", "returned_at")
+    __slots__ = ("announced", "configured", "lent_at", "poller", "returned_at")
 
     def __init__(self, fd: int) -> None:
         #: A ``poll`` object on the connection's socket. An idle, clean
@@ -47,8 +48,10 @@ class ConnState:
         self.configured = False
         #: ``connection_created`` sent for this physical connection.
         self.announced = False
-        #: ``monotonic()`` when it last went back to the pool.
+        #: ``monotonic()`` when it was last released (parked or given back).
         self.returned_at = monotonic()
+        #: ``monotonic()`` when the pool last lent it (see ``_lane.PARK_MAX``).
+        self.lent_at = self.returned_at
 
 
 class PooledConnection(psycopg.Connection[Any]):
@@ -75,6 +78,8 @@ class PoolAdapter(Protocol):
     suspect_before: float
     #: ``raw(conn)`` is ``conn`` itself (lets the hot path skip the call).
     raw_is_conn: bool
+    #: Released connections parked in front of the pool (see ``_lane.py``).
+    lane: Lane
 
     def getconn(self) -> Any:
         """Borrow a connection, waiting at most the pool's timeout."""
@@ -92,10 +97,19 @@ class PoolAdapter(Protocol):
         """Which settings to change when the pool runs dry."""
 
     def stats(self) -> dict[str, int]:
-        """The pool's own counters (sizes, waits, errors)."""
+        """The pool's own counters (sizes, waits, errors); parked connections
+        count as available (``pool_parked`` says how many)."""
 
     def close(self) -> None:
-        """Close the pool and every idle connection in it."""
+        """Close the pool and every idle connection in it, parked ones too."""
+
+
+def with_parked(stats: dict[str, int], parked: int) -> dict[str, int]:
+    """A pool's statistics with ``parked`` connections counted as available."""
+    stats = dict(stats)
+    stats["pool_available"] = stats.get("pool_available", 0) + parked
+    stats["pool_parked"] = parked
+    return stats
 
 
 def ping(raw: psycopg.Connection[Any]) -> None:
@@ -106,7 +120,7 @@ def ping(raw: psycopg.Connection[Any]) -> None:
 class NativePool:
     """Adapter over the ``psycopg_pool.ConnectionPool`` Django 5.1+ creates."""
 
-    __slots__ = ("_pool", "alias", "putconn", "suspect_before")
+    __slots__ = ("_pool", "alias", "lane", "putconn", "suspect_before")
     raw_is_conn = True
 
     def __init__(self, pool: ConnectionPool[Any], alias: str) -> None:
@@ -115,6 +129,7 @@ class NativePool:
         self.suspect_before = 0.0
         # The pool's own method: one call less on every return.
         self.putconn: Callable[[Any], None] = pool.putconn
+        self.lane = Lane(pool.putconn, self.raw)
 
     @property
     def pool(self) -> ConnectionPool[Any]:
@@ -164,9 +179,10 @@ class NativePool:
         )
 
     def stats(self) -> dict[str, int]:
-        return dict(self._pool.get_stats())
+        return with_parked(self._pool.get_stats(), len(self.lane))
 
     def close(self) -> None:
+        self.lane.close()
         self._pool.close()
 
 

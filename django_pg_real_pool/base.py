@@ -74,8 +74,9 @@ class DatabaseWrapper(LeaseMixin, pg_base.DatabaseWrapper):  # type: ignore[misc
                 **options,
             )
             pool.open()
-            self._connection_pools[self.alias] = pool
+            # The adapter first: a thread that finds the pool finds its adapter.
             self._adapters[self.alias] = NativePool(pool, self.alias)
+            self._connection_pools[self.alias] = pool
             return pool
 
     def _lease_make_adapter(self) -> NativePool:
@@ -85,12 +86,18 @@ class DatabaseWrapper(LeaseMixin, pg_base.DatabaseWrapper):  # type: ignore[misc
         adapter = self._adapters.get(self.alias)
         if adapter is None or adapter.pool is not pool:
             with native_pools_lock:
-                adapter = self._adapters[self.alias] = NativePool(pool, self.alias)
+                # Looked up again under the lock: one adapter (one lane) per
+                # pool, whichever thread gets here first.
+                adapter = self._adapters.get(self.alias)
+                if adapter is None or adapter.pool is not pool:
+                    adapter = self._adapters[self.alias] = NativePool(pool, self.alias)
         return adapter
 
     def close_pool(self) -> None:
         pool = self._connection_pools.pop(self.alias, None)
-        self._adapters.pop(self.alias, None)
+        adapter = self._adapters.pop(self.alias, None)
+        if adapter is not None:
+            adapter.lane.close()
         if pool is not None:
             pool.close()
         # This wrapper finds the new pool at its next borrow; other threads'

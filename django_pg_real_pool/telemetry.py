@@ -175,7 +175,9 @@ def _pool_measures(alias: str) -> dict[str, Any]:
         with container.lock:
             pool = container.get(alias) if container.has(alias) else None
         if pool is not None:
-            return {ENGINE: _QUEUEPOOL, **_queuepool_measures(pool)}
+            adapter = queuepool._adapters.get(alias)
+            parked = len(adapter.lane) if adapter is not None and adapter.pool is pool else 0
+            return {ENGINE: _QUEUEPOOL, **_queuepool_measures(pool, parked)}
     return {}
 
 
@@ -197,17 +199,33 @@ def _native_measures(stats: Mapping[str, int]) -> dict[str, Any]:
     }
 
 
-def _queuepool_measures(pool: Any) -> dict[str, Any]:
+def _queuepool_measures(pool: Any, parked: int) -> dict[str, Any]:
     # QueuePool neither counts waiters, timeouts nor connection set-up time.
+    # Parked connections (see _lane.py) are checked out for it, idle for us.
     size = pool.size()
     overflow = pool._max_overflow
     return {
-        CONNECTION_COUNT: {STATE_IDLE: pool.checkedin(), STATE_USED: pool.checkedout()},
+        CONNECTION_COUNT: {
+            STATE_IDLE: _queuepool_idle(pool) + parked,
+            STATE_USED: pool.checkedout() - parked,
+        },
         CONNECTION_MAX: size + overflow if overflow >= 0 else None,
         # Connections beyond pool_size are closed when returned.
         CONNECTION_IDLE_MAX: size,
         CONNECTION_IDLE_MIN: 0,
     }
+
+
+def _queuepool_idle(pool: Any) -> int:
+    """Open connections resting in a QueuePool.
+
+    ``checkedin()`` counts slots: one whose connection was invalidated (found
+    dead) stays in the queue unconnected until a checkout reconnects it.
+    """
+    queue = getattr(getattr(pool, "_pool", None), "queue", None)
+    if queue is None:  # another SQLAlchemy layout: slots are the best we have
+        return int(pool.checkedin())
+    return sum(1 for record in list(queue) if record.dbapi_connection is not None)
 
 
 # -- OpenTelemetry ----------------------------------------------------------------

@@ -7,7 +7,8 @@ from typing import Any
 from dj_db_conn_pool.core import pool_container
 from sqlalchemy.exc import TimeoutError as QueuePoolTimeout
 
-from .._pools import PooledConnection, PoolGone
+from .._lane import Lane
+from .._pools import PooledConnection, PoolGone, with_parked
 from ..errors import PoolExhausted
 
 
@@ -15,13 +16,14 @@ class QueuePoolAdapter:
     """Borrows ``_ConnectionFairy`` proxies; Django holds the proxy, as with the
     plain django-db-connection-pool engine."""
 
-    __slots__ = ("_pool", "alias", "suspect_before")
+    __slots__ = ("_pool", "alias", "lane", "suspect_before")
     raw_is_conn = False
 
     def __init__(self, pool: Any, alias: str) -> None:
         self._pool = pool
         self.alias = alias
         self.suspect_before = 0.0
+        self.lane = Lane(self.putconn, self.raw)
 
     @property
     def pool(self) -> Any:
@@ -73,12 +75,15 @@ class QueuePoolAdapter:
 
     def stats(self) -> dict[str, int]:
         pool = self._pool
-        return {
+        parked = len(self.lane)
+        stats = {
             "pool_size": pool.size(),
             "pool_available": pool.checkedin(),
-            "pool_checked_out": pool.checkedout(),
+            "pool_checked_out": pool.checkedout() - parked,
             "pool_overflow": pool.overflow(),
         }
+        return with_parked(stats, parked)
 
     def close(self) -> None:
+        self.lane.close()
         self._pool.dispose()

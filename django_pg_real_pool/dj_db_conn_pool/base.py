@@ -75,7 +75,11 @@ class DatabaseWrapper(LeaseMixin, PGDatabaseWrapperMixin, pg_base.DatabaseWrappe
         adapter = _adapters.get(self.alias)
         if adapter is None or adapter.pool is not pool:
             with pool_container.lock:
-                adapter = _adapters[self.alias] = QueuePoolAdapter(pool, self.alias)
+                # Looked up again under the lock: one adapter (one lane) per
+                # pool, whichever thread gets here first.
+                adapter = _adapters.get(self.alias)
+                if adapter is None or adapter.pool is not pool:
+                    adapter = _adapters[self.alias] = QueuePoolAdapter(pool, self.alias)
         return adapter
 
     def _get_new_connection(self, conn_params: dict[str, Any]) -> PooledConnection:
@@ -86,6 +90,9 @@ class DatabaseWrapper(LeaseMixin, PGDatabaseWrapperMixin, pg_base.DatabaseWrappe
     def close_pool(self) -> None:
         with pool_container.lock:
             pool = pool_container.pop(self.alias, None)
+            adapter = _adapters.pop(self.alias, None)
+        if adapter is not None:
+            adapter.lane.close()
         if pool is not None:
             pool.dispose()
         self._lease_settings = None

@@ -160,8 +160,9 @@ def probe(barrier: str, parties: int) -> dict[str, Any]:
         )
         pid, search_path, statement_timeout, fresh_xact, no_xid = cursor.fetchone()
     _barrier(barrier, parties)
-    pool = DatabaseWrapper._connection_pools.get("default")
-    stats = pool.get_stats() if pool is not None else {}
+    # The engine's view: connections parked for the next borrow count as available.
+    adapter = DatabaseWrapper._adapters.get("default")
+    stats = adapter.stats() if adapter is not None else {}
     counters = _fork.counters_by_alias().get("default")
 
     def names(signal: Any) -> list[str]:
