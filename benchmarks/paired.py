@@ -130,6 +130,9 @@ def child(cfg: dict[str, Any]) -> dict[str, Any]:
     wall = dict.fromkeys(configs, 0.0)
     cpu = dict.fromkeys(configs, 0.0)
     proxy_cpu = dict.fromkeys(configs, 0.0)
+    # The engine's borrows, and how many of them reached psycopg_pool (the
+    # rest took a parked connection) or queued there.
+    borrows = {kind: [0, 0, 0] for kind in configs}
     pid = cfg["bouncer_pid"]
 
     def bouncer_cpu() -> float:
@@ -140,11 +143,14 @@ def child(cfg: dict[str, Any]) -> dict[str, Any]:
         for kind in configs:
             seq += 1
             w0, c0, p0 = perf_counter(), process_time(), bouncer_cpu()
+            b0 = borrow_counts(kind)
             current[:] = [seq, kind]
             time.sleep(cfg["phase"])
             wall[kind] += perf_counter() - w0
             cpu[kind] += process_time() - c0
             proxy_cpu[kind] += bouncer_cpu() - p0
+            for i, value in enumerate(borrow_counts(kind)):
+                borrows[kind][i] += value - b0[i]
     current[0] = -1  # nothing after this counts
     stop.set()
     for thread in threads:
@@ -166,8 +172,25 @@ def child(cfg: dict[str, Any]) -> dict[str, Any]:
             "proxy_cpu_us_per_request": proxy_cpu[kind] / done * 1e6,
             "p50_ms": h.percentile(latencies, 50),
             "p99_ms": h.percentile(latencies, 99),
+            "borrows": borrows[kind][0],
+            "pool_requests": borrows[kind][1],
+            "pool_queued": borrows[kind][2],
         }
     return {"configs": results, "straddled": sum(t["straddled"] for t in per_thread)}
+
+
+def borrow_counts(kind: str) -> tuple[int, int, int]:
+    """(engine borrows, psycopg_pool requests, requests that queued) so far."""
+    if kind != "real":
+        return (0, 0, 0)
+    from django.db import connections
+
+    from django_pg_real_pool._fork import counters_by_alias
+
+    acquires = counters_by_alias().get(kind, {}).get("acquires", 0)
+    pool = connections[kind].pool
+    stats = pool.get_stats() if pool is not None else {}
+    return (acquires, stats.get("requests_num", 0), stats.get("requests_queued", 0))
 
 
 # -- the parent ----------------------------------------------------------------------
@@ -292,6 +315,16 @@ def report(
         "requests",
     ]
     print(h.markdown_table(headers, rows))
+    if "real" in configs:
+        for threads, run in runs.items():
+            real = run["configs"]["real"]
+            if real.get("borrows"):
+                print(
+                    f"\nT={threads}, real: {real['borrows']} borrows; psycopg_pool got "
+                    f"{real['pool_requests']} requests, {real['pool_queued']} of which queued "
+                    "(the other borrows took a parked connection; counted at phase edges, "
+                    "where borrows in flight make the two counts differ)"
+                )
     straddled = ", ".join(f"T={t}: {run['straddled']}" for t, run in runs.items())
     print(f"\n(requests that straddled a switch, counted where they began: {straddled})")
     if "real" in configs and "pgbouncer" in configs:

@@ -14,14 +14,15 @@ pool's own behaviour intact:
   and before it queues in the pool. A release with someone announced goes to
   the pool, which hands it to the longest waiter. A release that parked
   looks again afterwards and hands a parked connection over if an
-  announcement slipped in between. Under the GIL, a thread switches only at
-  the interpreter's check points, so no interleaving strands a connection.
+  announcement slipped in between. List operations are atomic, so with
+  announce-then-look on one side and park-then-look on the other, no
+  interleaving leaves a connection parked while an announced borrower waits.
 * **The pool sees every connection at least every** :data:`PARK_MAX`
   **seconds.** A connection lent by the pool longer than that goes back
   through it on release (max_lifetime, ``drain()`` and SQLAlchemy's recycle
-  apply there). One parked longer than that goes back too, at the next
-  release or from the sweeper thread when nothing runs, so the pool can
-  shrink and its statistics read right.
+  apply there). One parked longer than that goes back too, from the sweeper
+  thread, so the pool can shrink and its statistics read right when the
+  process falls idle.
 * :meth:`Lane.close` (``close_pool()``, a replaced pool) refuses parking for
   good and returns whatever is parked.
 

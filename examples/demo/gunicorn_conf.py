@@ -29,20 +29,25 @@ def post_worker_init(worker: Any) -> None:
         ).start()
 
 
-def _pool() -> Any:
+def _stats() -> dict[str, int] | None:
     from django.db import connections
 
+    wrapper_class = type(connections["default"])
+    # This engine's adapter counts connections parked for the next borrow as
+    # available (psycopg_pool sees them lent out).
+    adapter = getattr(wrapper_class, "_adapters", {}).get("default")
+    if adapter is not None:
+        return dict(adapter.stats())
     # The class-level dict, not the `pool` property, which would create the pool.
-    pools = getattr(type(connections["default"]), "_connection_pools", {})
-    return pools.get("default")
+    pool = getattr(wrapper_class, "_connection_pools", {}).get("default")
+    return dict(pool.get_stats()) if pool is not None else None
 
 
 def _sample_pool(path: str) -> None:
     with open(path, "a") as out:
         while True:
-            pool = _pool()
-            if pool is not None:
-                stats = pool.get_stats()
+            stats = _stats()
+            if stats is not None:
                 lent = stats.get("pool_size", 0) - stats.get("pool_available", 0)
                 out.write(f"{time.monotonic():.3f} {lent} {stats.get('requests_waiting', 0)}\n")
                 out.flush()
