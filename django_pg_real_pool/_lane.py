@@ -60,8 +60,9 @@ class Lane:
         #: Released connections, most recent last (lock-free: list operations
         #: are atomic).
         self.parked: list[Any] = []
-        #: Borrowers on their way into the pool's queue, and _CLOSED.
-        self.waiting: list[object] = []
+        #: Borrowers on their way into the pool's queue, and _CLOSED (a set:
+        #: adding and discarding are atomic and cost the same with 200 waiters).
+        self.waiting: set[object] = set()
         self._putconn = putconn
         #: The psycopg connection behind a parked one (its ``pgrp_state``).
         self._raw = raw
@@ -103,12 +104,18 @@ class Lane:
                 continue
             self._putconn(oldest)
 
-    def close(self) -> None:
-        """Park nothing more; give back what is parked."""
-        if _CLOSED not in self.waiting:
-            self.waiting.append(_CLOSED)
+    def drain(self, *, discard: bool = False) -> None:
+        """Give back what is parked; ``discard``: close each connection first
+        (its pool is gone: nobody must use it again)."""
         while (conn := self.take()) is not None:
+            if discard:
+                self._raw(conn).close()
             self._putconn(conn)
+
+    def close(self, *, discard: bool = False) -> None:
+        """Park nothing more; give back (or discard) what is parked."""
+        self.waiting.add(_CLOSED)
+        self.drain(discard=discard)
 
     def __len__(self) -> int:
         return len(self.parked)

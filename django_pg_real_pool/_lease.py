@@ -47,7 +47,7 @@ from ._lane import PARK_MAX
 from ._pools import ConnState, PoolAdapter, PoolGone
 from ._settings import RealPoolSettings, parse_settings
 from ._setup import ConnectionSetupMixin
-from ._validate import warn_no_pool
+from ._validate import differs_from_alias, warn_no_pool
 from .checks import DatabaseValidation
 from .errors import PoolExhausted
 
@@ -114,14 +114,17 @@ class LeaseMixin(ConnectionSetupMixin):
         an explicit ``OPTIONS["pool"] = False``: that alias then holds its
         connection like the engine underneath does without this package (the
         native engine: a dedicated connection; the dj engine: one held from
-        the SQLAlchemy pool).
+        the SQLAlchemy pool). Nor for a wrapper that carries the alias's name
+        but reaches another database (see ``differs_from_alias``).
         """
         if self.alias == NO_DB_ALIAS:
             return False
         if self.settings_dict["OPTIONS"].get("pool", None) is False:
             warn_no_pool(self.alias)
             return False
-        return True
+        # A one-off wrapper for another database under this alias's name gets
+        # a connection of its own, as Django's stock backend without pool.
+        return not differs_from_alias(self.alias, self.settings_dict)
 
     def _lease_make_adapter(self) -> PoolAdapter:
         """Create (or find) this alias's pool; validate its settings."""
@@ -377,7 +380,7 @@ class LeaseMixin(ConnectionSetupMixin):
             waiting = adapter.lane.waiting
             # Announced before the last look at the lane: from here on, a
             # release hands its connection to the pool's queue, not the lane.
-            waiting.append(box)
+            waiting.add(box)
             try:
                 conn = adapter.lane.take()
                 if conn is not None:
@@ -398,10 +401,10 @@ class LeaseMixin(ConnectionSetupMixin):
                 gone += 1
                 if gone > 1:
                     raise
-                adapter.lane.close()
+                adapter.lane.close(discard=True)
                 adapter = self._lease_adapter = self._lease_make_adapter()
             finally:
-                waiting.remove(box)
+                waiting.discard(box)
 
     # -- giving back --------------------------------------------------------
 

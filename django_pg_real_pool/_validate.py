@@ -89,3 +89,26 @@ def warn_no_pool(alias: str) -> None:
             "pool and holds its connection like Django's stock backend.",
             alias,
         )
+
+
+# What names the database a connection reaches (with OPTIONS["service"]).
+_IDENTITY_KEYS = ("NAME", "HOST", "PORT", "USER")
+
+
+def differs_from_alias(alias: str, settings_dict: dict[str, Any]) -> bool:
+    """Whether ``settings_dict`` reaches another database than ``alias``'s own.
+
+    The pool is shared per alias. A wrapper made with the alias's name but
+    other settings (Django's ``_nodb_cursor()`` falls back to
+    ``DatabaseWrapper({**settings, "NAME": <another database>}, alias)``) must
+    not borrow from it, nor create it from its own settings: every later
+    borrower of the alias would reach that other database.
+    """
+    from django.db import connections
+
+    configured = connections.settings.get(alias)
+    if configured is None or configured is settings_dict:
+        return False
+    return any(configured.get(k) != settings_dict.get(k) for k in _IDENTITY_KEYS) or (
+        configured.get("OPTIONS", {}).get("service") != settings_dict["OPTIONS"].get("service")
+    )

@@ -50,3 +50,34 @@ def test_pool_false_set_after_construction_holds_a_dedicated_connection(engine: 
             assert cursor.fetchone()[0] == pid
     finally:
         new.close()
+
+
+def current_database(wrapper: Any) -> str:
+    with wrapper.cursor() as cursor:
+        cursor.execute("SELECT current_database()")
+        return str(cursor.fetchone()[0])
+
+
+@pytest.mark.parametrize("pool_exists", [True, False], ids=["pool-exists", "no-pool-yet"])
+def test_wrapper_for_another_database_under_the_alias_name_keeps_off_its_pool(
+    pool_exists: bool,
+) -> None:
+    # Django's _nodb_cursor() falls back to
+    # DatabaseWrapper({**settings, "NAME": <another database>}, alias=self.alias).
+    # Sharing the alias's pool with it either sent it to the wrong database
+    # or, if it came first, made the pool reach its database for everyone.
+    # (The dj_db_conn_pool engine hands such a wrapper to
+    # django-db-connection-pool, whose pools are per alias too.)
+    engine = "default"
+    wrapper = connections[engine]
+    test_db = current_database(wrapper)
+    if not pool_exists:
+        wrapper.close_pool()
+    one_off = type(wrapper)({**wrapper.settings_dict, "NAME": "postgres"}, alias=engine)
+    try:
+        assert current_database(one_off) == "postgres"
+        assert one_off.connection is not None  # its own connection, held until close()
+    finally:
+        one_off.close()
+    assert current_database(wrapper) == test_db
+    assert wrapper.connection is None

@@ -107,7 +107,7 @@ def test_a_waiting_borrower_gets_the_release_not_the_lane(tiny: tuple[Any, Any])
     thread.join(10)
     waiter.dec_thread_sharing()
     assert got == [pid]
-    assert lane.waiting == []
+    assert lane.waiting == set()
 
 
 def test_a_release_with_an_announced_borrower_goes_to_the_pool(tiny: tuple[Any, Any]) -> None:
@@ -115,12 +115,12 @@ def test_a_release_with_an_announced_borrower_goes_to_the_pool(tiny: tuple[Any, 
     pid_of(first)
     lane = first._lease_adapter.lane
     token = object()
-    lane.waiting.append(token)  # a borrower between its last look and the pool's queue
+    lane.waiting.add(token)  # a borrower between its last look and the pool's queue
     try:
         pid_of(first)
         assert (parked(first), in_pool(first)) == (0, 1)
     finally:
-        lane.waiting.remove(token)
+        lane.waiting.discard(token)
 
 
 def test_a_park_that_raced_an_announcement_hands_over(tiny: tuple[Any, Any]) -> None:
@@ -128,12 +128,12 @@ def test_a_park_that_raced_an_announcement_hands_over(tiny: tuple[Any, Any]) -> 
     pid_of(first)  # parked
     lane = first._lease_adapter.lane
     token = object()
-    lane.waiting.append(token)  # announced just after the release looked
+    lane.waiting.add(token)  # announced just after the release looked
     try:
         lane.after_park()
         assert (parked(first), in_pool(first)) == (0, 1)
     finally:
-        lane.waiting.remove(token)
+        lane.waiting.discard(token)
 
 
 def test_a_connection_lent_longer_than_park_max_goes_back_through_the_pool(
@@ -241,3 +241,33 @@ def test_threads_racing_for_the_adapter_of_a_pool_share_one_lane() -> None:
     finally:
         sys.setswitchinterval(interval)
         wrappers[0].close_pool()
+
+
+def test_dj_test_database_teardown_gives_parked_connections_back_before_disposing() -> None:
+    # django-db-connection-pool disposes its pools before dropping a test
+    # database; disposing closes only connections resting in a pool.
+    from django_pg_real_pool.dj_db_conn_pool.base import _GiveBackParkedFirst
+
+    engine = "django_pg_real_pool.dj_db_conn_pool"
+    wrapper = make_wrapper(engine, "lane-teardown", **POOLS[engine])
+    seen: dict[str, int] = {}
+
+    class Disposing:
+        def _destroy_test_db(self, test_database_name: str, verbosity: int) -> None:
+            seen.update(in_pool=in_pool(wrapper), parked=parked(wrapper))
+
+    try:
+        pid_of(wrapper)
+        assert parked(wrapper) == 1
+        creation = type("Creation", (_GiveBackParkedFirst, Disposing), {})()
+        creation._destroy_test_db("unused", 0)
+        assert seen == {"in_pool": 1, "parked": 0}
+        # The engine's own creation class has it, outside django-db-connection-pool's.
+        mro = type(wrapper.creation).__mro__
+        assert mro[1] is _GiveBackParkedFirst
+        assert mro.index(_GiveBackParkedFirst) < [c.__name__ for c in mro].index(
+            "DatabaseCreationMixin"
+        )
+    finally:
+        wrapper.close()
+        wrapper.close_pool()

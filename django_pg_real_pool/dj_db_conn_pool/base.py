@@ -44,8 +44,32 @@ __all__ = ["DatabaseWrapper"]
 _adapters: dict[str, QueuePoolAdapter] = {}
 
 
+class _GiveBackParkedFirst:
+    """Creation mixin: parked connections go back before the pools are disposed.
+
+    django-db-connection-pool disposes every pool before destroying a test
+    database; disposing closes only the connections resting in a pool, and a
+    parked one is lent out for SQLAlchemy: it would keep a session on the
+    database being dropped.
+    """
+
+    def _destroy_test_db(self, test_database_name: str, verbosity: int) -> None:
+        for adapter in list(_adapters.values()):
+            adapter.lane.drain()
+        super()._destroy_test_db(test_database_name, verbosity)  # type: ignore[misc]
+
+
 class DatabaseWrapper(LeaseMixin, PGDatabaseWrapperMixin, pg_base.DatabaseWrapper):  # type: ignore[misc]
     """django-db-connection-pool's PostgreSQL wrapper with per-query release."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Outside django-db-connection-pool's creation mixin (set in its
+        # __init__), so that this one runs first.
+        self.creation_class = type(
+            "DatabaseCreation", (_GiveBackParkedFirst, self.creation_class), {}
+        )
+        self.creation = self.creation_class(self)
 
     # Django's representation (django-db-connection-pool's mixin replaces it).
     __repr__ = BaseDatabaseWrapper.__repr__
@@ -77,9 +101,14 @@ class DatabaseWrapper(LeaseMixin, PGDatabaseWrapperMixin, pg_base.DatabaseWrappe
             with pool_container.lock:
                 # Looked up again under the lock: one adapter (one lane) per
                 # pool, whichever thread gets here first.
-                adapter = _adapters.get(self.alias)
+                stale = adapter = _adapters.get(self.alias)
                 if adapter is None or adapter.pool is not pool:
                     adapter = _adapters[self.alias] = QueuePoolAdapter(pool, self.alias)
+                else:
+                    stale = None
+            if stale is not None:
+                # Its pool was replaced (disposed by django-db-connection-pool).
+                stale.lane.close(discard=True)
         return adapter
 
     def _get_new_connection(self, conn_params: dict[str, Any]) -> PooledConnection:
