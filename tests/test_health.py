@@ -9,6 +9,7 @@ import psycopg
 import pytest
 
 from tests.support.pgserver import PostgresServer, settings_from_dsn
+from tests.support.pgstat import wrapper_backend_pid as pid
 from tests.test_pool_limits import make_wrapper
 
 ENGINE_SETTINGS = {
@@ -36,12 +37,6 @@ def wrapper(request: pytest.FixtureRequest, server: PostgresServer) -> Iterator[
     yield w
     w.close()
     w.close_pool()
-
-
-def pid(w: Any) -> int:
-    with w.cursor() as cursor:
-        cursor.execute("SELECT pg_backend_pid()")
-        return int(cursor.fetchone()[0])
 
 
 def warm(w: Any) -> set[int]:

@@ -17,6 +17,7 @@ import pytest
 
 from django_pg_real_pool import _lane
 from tests.support.pgstat import wait_until
+from tests.support.pgstat import wrapper_backend_pid as pid_of
 from tests.test_pool_limits import HoldConnection, make_wrapper
 
 POOLS = {
@@ -40,12 +41,6 @@ def tiny(request: pytest.FixtureRequest) -> Iterator[tuple[Any, Any]]:
         second.close()
         first.close()
         first.close_pool()
-
-
-def pid_of(wrapper: Any) -> int:
-    with wrapper.cursor() as cursor:
-        cursor.execute("SELECT pg_backend_pid()")
-        return int(cursor.fetchone()[0])
 
 
 def parked(wrapper: Any) -> int:

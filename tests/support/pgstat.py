@@ -22,7 +22,12 @@ def admin_dsn(alias: str = "default") -> str:
 
 def backend_pid(alias: str) -> int:
     """``pg_backend_pid()`` through Django's connection (borrows if needed)."""
-    with connections[alias].cursor() as cursor:
+    return wrapper_backend_pid(connections[alias])
+
+
+def wrapper_backend_pid(wrapper: Any) -> int:
+    """``pg_backend_pid()`` through ``wrapper`` (borrows if needed)."""
+    with wrapper.cursor() as cursor:
         cursor.execute("SELECT pg_backend_pid()")
         return int(cursor.fetchone()[0])
 
