@@ -32,12 +32,15 @@ is only the lists, the slow paths and the sweeper.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import weakref
 from collections.abc import Callable
 from time import monotonic, sleep
 from typing import Any
+
+logger = logging.getLogger("django_pg_real_pool")
 
 #: Longest a connection stays out of the pool between two visits, and longest
 #: it stays parked (seconds).
@@ -158,7 +161,10 @@ class _Sweeper:
             now = monotonic()
             for lane in list(self._lanes):
                 if lane.parked:
-                    lane.sweep(now)
+                    try:
+                        lane.sweep(now)
+                    except Exception:  # never let one bad return end the sweeper
+                        logger.exception("giving back a parked connection failed")
             with self._lock:
                 # Idle first, then look: a park either sees the flag (and
                 # wakes this thread, whose wait releases the lock) or happened
