@@ -37,7 +37,14 @@ from typing import Any
 
 from benchmarks import _harness as h
 from benchmarks._pgbouncer import PgBouncer, find_pgbouncer
-from benchmarks.webload import OK, QUERY, add_workload_arguments, one_request, prepare_data
+from benchmarks.webload import (
+    OK,
+    add_workload_arguments,
+    conditions_params,
+    one_request,
+    prepare_data,
+    workload_params,
+)
 
 APPLICATION = "pgrp-paired"
 CONFIGS = ("held", "pgbouncer", "real")
@@ -233,16 +240,10 @@ def main() -> None:
         params = {
             "command": h.command("benchmarks.paired"),
             "threads T": thread_counts,
-            "pool max_size P": args.pool_size,
-            "work W": f"{args.work_ms:g} ms",
-            "query": QUERY,
-            "query time q (direct connection, median)": f"{q_ms:.3f} ms",
-            "the same query after W of idleness (median)": f"{q_idle_ms:.3f} ms",
+            **workload_params(args, q_ms, q_idle_ms),
             "measured per T": f"{args.seconds:g} s in phases of {args.phase:g} s",
-            "GIL switch interval": f"{args.switch_interval or sys.getswitchinterval():g} s",
             "configurations (rotation order)": {k: h.KINDS[k] for k in configs},
-            "load average at start": h.load_average(),
-            **h.machine(dsn),
+            **conditions_params(args, dsn),
         }
         h.print_params("paired: configurations alternating in one process", params)
         for threads in thread_counts:

@@ -83,6 +83,26 @@ def add_workload_arguments(parser: argparse.ArgumentParser) -> None:
 # -- the child: one configuration, T threads --------------------------------------
 
 
+def workload_params(args: argparse.Namespace, q_ms: float, q_idle_ms: float) -> dict[str, Any]:
+    """The request's parameters, as webload and paired print them."""
+    return {
+        "pool max_size P": args.pool_size,
+        "work W": f"{args.work_ms:g} ms",
+        "query": QUERY,
+        "query time q (direct connection, median)": f"{q_ms:.3f} ms",
+        "the same query after W of idleness (median)": f"{q_idle_ms:.3f} ms",
+    }
+
+
+def conditions_params(args: argparse.Namespace, dsn: str) -> dict[str, Any]:
+    """The interpreter's and the machine's state for the run."""
+    return {
+        "GIL switch interval": f"{args.switch_interval or sys.getswitchinterval():g} s",
+        "load average at start": h.load_average(),
+        **h.machine(dsn),
+    }
+
+
 def _classify(exc: BaseException) -> int:
     """TIMEOUT when the pool (or PgBouncer) gave up waiting for a connection."""
     from psycopg_pool import PoolTimeout
@@ -326,17 +346,11 @@ def main() -> None:
         params = {
             "command": h.command("benchmarks.webload"),
             "threads T": thread_counts,
-            "pool max_size P": args.pool_size,
             "pool timeout": f"{args.pool_timeout:g} s",
-            "work W": f"{args.work_ms:g} ms",
-            "query": QUERY,
-            "query time q (direct connection, median)": f"{q_ms:.3f} ms",
-            "the same query after W of idleness (median)": f"{q_idle_ms:.3f} ms",
+            **workload_params(args, q_ms, q_idle_ms),
             "window per run": f"{args.seconds:g} s after {args.warmup:g} s warm-up",
-            "GIL switch interval": f"{args.switch_interval or sys.getswitchinterval():g} s",
             "configurations": {k: h.KINDS[k] for k in configs},
-            "load average at start": h.load_average(),
-            **h.machine(dsn),
+            **conditions_params(args, dsn),
         }
         h.print_params("webload: T threads on a pool of P connections", params)
         with h.ServerSampler(admin, h.BENCH_DB) as sampler:
