@@ -116,11 +116,15 @@ def new_counters() -> LeaseCounters:
 class HeldBox:
     """The connection a wrapper holds, readable after the wrapper is gone."""
 
-    __slots__ = ("adapter", "conn")
+    __slots__ = ("adapter", "conn", "signal")
 
     def __init__(self) -> None:
         self.adapter: Any = None
         self.conn: Any = None
+        #: Held while the wrapper waits in a lane's queue; the release that
+        #: hands it a connection releases it (see _lane.py). Locked at rest.
+        self.signal = threading.Lock()
+        self.signal.acquire()
 
 
 def register(wrapper: LeaseMixin) -> HeldBox:

@@ -1,30 +1,42 @@
-"""Released connections parked in front of the pool for this process's next borrow.
+"""Connections passed between this process's borrowers without the pool.
 
 A borrow and a return through psycopg_pool cost about 11 µs together (a lock
 on each side, statistics, logging calls, the expiry check): more than all the
-engine's own bookkeeping, paid twice per request. A :class:`Lane` keeps what
-is released while nobody waits in a LIFO list; the next borrow of any thread
-of the process pops the most recently used connection without a lock.
+engine's own bookkeeping, paid twice per request. Waiting in its queue costs
+far more: a ``Condition`` built per wait, notified under two locks. A
+:class:`Lane` keeps two things in front of the pool:
 
-For the pool, a parked connection is still lent out. These rules keep the
-pool's own behaviour intact:
+* **parked connections**: what is released while nobody waits, in a LIFO
+  list; the next borrow of any thread of the process pops the most recently
+  used connection without a lock;
+* **a queue of borrowers** (FIFO), used once every connection the pool may
+  lend is out: a release hands its connection straight to the longest waiter,
+  which sleeps on a lock of its own (its ``HeldBox.signal``).
 
-* **Nobody waits while a connection is parked.** A borrower that finds the
-  lane empty announces itself in :attr:`Lane.waiting` before it looks again
-  and before it queues in the pool. A release with someone announced goes to
-  the pool, which hands it to the longest waiter. A release that parked
-  looks again afterwards and hands a parked connection over if an
-  announcement slipped in between. List operations are atomic, so with
-  announce-then-look on one side and park-then-look on the other, no
-  interleaving leaves a connection parked while an announced borrower waits.
+For the pool, parked and handed-over connections are still lent out. These
+rules keep the pool's own behaviour intact:
+
+* **Nobody waits while a connection is parked or idle in the pool.** Each
+  side announces itself, then looks at the other: a borrower joins the queue
+  (or, on its way into the pool's own queue, :attr:`Lane.waiting`) before its
+  last look at the parked list and at the count of lent connections; a
+  release parks before it looks at the queue, and a return to the pool drops
+  the count before it looks. List and set operations are atomic, so no
+  interleaving leaves a connection parked, or idle in the pool, while a
+  queued borrower sleeps: a return to the pool wakes the head of the queue
+  with no connection (:meth:`Lane.nudge`), and it borrows from the pool.
+* A release goes to the pool's queue while someone waits there (psycopg_pool
+  serves it in order); those waits are short-lived (a borrower goes there
+  only when the pool has a connection to lend, or is opening one).
 * **The pool sees every connection at least every** :data:`PARK_MAX`
   **seconds.** A connection lent by the pool longer than that goes back
   through it on release (max_lifetime, ``drain()`` and SQLAlchemy's recycle
   apply there). One parked longer than that goes back too, from the sweeper
   thread, so the pool can shrink and its statistics read right when the
   process falls idle.
-* :meth:`Lane.close` (``close_pool()``, a replaced pool) refuses parking for
-  good and returns whatever is parked.
+* :meth:`Lane.close` (``close_pool()``, a replaced pool) refuses parking and
+  queueing for good, returns whatever is parked and sends the queue to the
+  pool, which tells each borrower where the new pool is.
 
 The borrowing and releasing themselves are inline in ``_lease.py``: the lane
 is only the lists, the slow paths and the sweeper.
@@ -36,7 +48,7 @@ import logging
 import os
 import threading
 import weakref
-from collections.abc import Callable
+from collections import deque
 from time import monotonic, sleep
 from typing import Any
 
@@ -51,24 +63,45 @@ _CLOSED = object()
 
 
 class Lane:
-    """One pool's parked connections (shared by every thread of the process)."""
+    """One pool's parked connections and queued borrowers (shared by every
+    thread of the process)."""
 
-    __slots__ = ("__weakref__", "_putconn", "_raw", "parked", "waiting")
+    __slots__ = (
+        "__weakref__",
+        "adapter",
+        "capacity",
+        "closed",
+        "lent",
+        "parked",
+        "queue",
+        "timeouts",
+        "waiting",
+    )
 
     #: The sweeper sleeps until a park wakes it (read on every park: a class
     #: attribute, no lock).
     sweeper_idle = False
 
-    def __init__(self, putconn: Callable[[Any], None], raw: Callable[[Any], Any]) -> None:
+    def __init__(self, adapter: Any, capacity: int | None) -> None:
         #: Released connections, most recent last (lock-free: list operations
         #: are atomic).
         self.parked: list[Any] = []
-        #: Borrowers on their way into the pool's queue, and _CLOSED (a set:
-        #: adding and discarding are atomic and cost the same with 200 waiters).
+        #: Borrowers waiting for a release, longest first (their HeldBox).
+        self.queue: deque[Any] = deque()
+        #: Borrowers on their way into the pool's own queue, and _CLOSED (a
+        #: set: adding and discarding are atomic and cost the same with 200
+        #: waiters).
         self.waiting: set[object] = set()
-        self._putconn = putconn
-        #: The psycopg connection behind a parked one (its ``pgrp_state``).
-        self._raw = raw
+        #: Connections the pool has lent (parked ones included); at
+        #: ``capacity`` the pool has nothing to lend and borrowers queue here.
+        self.lent: set[Any] = set()
+        #: The most the pool lends at once (``None``: no limit, no queue).
+        self.capacity = capacity if capacity is not None else 1 << 62
+        self.closed = False
+        #: Borrowers that gave up waiting in the queue (the pool counts its own).
+        self.timeouts = 0
+        #: The pool adapter this lane is in front of (its putconn and raw).
+        self.adapter = adapter
         _sweeper.watch(self)
 
     def take(self) -> Any:
@@ -84,41 +117,106 @@ class Lane:
                 pass
         return None
 
+    def hand(self, conn: Any, giver: Any = None) -> bool:
+        """Give ``conn`` to the longest-queued borrower; ``False``: nobody queued.
+
+        ``giver``: the releasing wrapper's box, emptied in the same
+        uninterruptible stretch that fills the waiter's.
+        """
+        try:
+            box = self.queue.popleft()
+        except IndexError:
+            return False
+        # Attribute stores only, up to the release: an asynchronous exception
+        # lands before all of them (the giver's box still names the
+        # connection) or after all of them.
+        box.adapter = self.adapter
+        box.conn = conn
+        if giver is not None:
+            giver.conn = None
+        box.signal.release()
+        return True
+
+    def nudge(self) -> None:
+        """Wake the longest-queued borrower with no connection: the pool has
+        one for it (or will open one)."""
+        try:
+            box = self.queue.popleft()
+        except IndexError:
+            return
+        box.conn = None
+        box.signal.release()
+
+    def withdraw(self, box: Any) -> bool:
+        """Take ``box`` out of the queue; ``False``: a release or a nudge
+        already took it out, and is about to wake it."""
+        try:
+            self.queue.remove(box)
+        except ValueError:
+            return False
+        return True
+
+    def offer(self, conn: Any, giver: Any) -> None:
+        """Pass on a clean connection ``giver`` (a box) holds: to the queue's
+        head, else parked."""
+        if not self.hand(conn, giver):
+            giver.conn = None
+            self.parked.append(conn)
+            self.after_park()
+
+    def returned(self, conn: Any) -> None:
+        """``conn`` went back to the pool (the adapters' ``putconn``)."""
+        self.lent.discard(conn)
+        # Dropped from the count before the look: a borrower joining the
+        # queue looks at the count after joining (see the module docstring).
+        if self.queue and not self.waiting:
+            self.nudge()
+
     def after_park(self) -> None:
-        """A release just parked: hand over to an announced borrower, wake the sweeper."""
+        """A release just parked: pass it on to a borrower who announced
+        itself meanwhile; wake the sweeper."""
         while self.waiting and (conn := self.take()) is not None:
-            self._putconn(conn)
+            self.adapter.putconn(conn)
+        while self.queue and (conn := self.take()) is not None:
+            if not self.hand(conn):
+                self.parked.append(conn)  # the queue emptied meanwhile
+                break
         if Lane.sweeper_idle:
             _sweeper.rouse()
 
     def sweep(self, now: float) -> None:
         """Send back every connection parked longer than :data:`PARK_MAX`."""
         parked = self.parked
+        raw = self.adapter.raw
         while parked:
             try:
                 oldest = parked[0]  # the least recently released
             except IndexError:
                 return
-            if now - self._raw(oldest).pgrp_state.returned_at <= PARK_MAX:
+            if now - raw(oldest).pgrp_state.returned_at <= PARK_MAX:
                 return
             try:
                 parked.remove(oldest)
             except ValueError:  # a borrower took it meanwhile
                 continue
-            self._putconn(oldest)
+            self.adapter.putconn(oldest)
 
     def drain(self, *, discard: bool = False) -> None:
         """Give back what is parked; ``discard``: close each connection first
         (its pool is gone: nobody must use it again)."""
         while (conn := self.take()) is not None:
             if discard:
-                self._raw(conn).close()
-            self._putconn(conn)
+                self.adapter.raw(conn).close()
+            self.adapter.putconn(conn)
 
     def close(self, *, discard: bool = False) -> None:
-        """Park nothing more; give back (or discard) what is parked."""
+        """Park and queue nothing more; give back (or discard) what is parked;
+        send queued borrowers to the pool (closed: it tells them so)."""
+        self.closed = True
         self.waiting.add(_CLOSED)
         self.drain(discard=discard)
+        while self.queue:
+            self.nudge()
 
     def __len__(self) -> int:
         return len(self.parked)

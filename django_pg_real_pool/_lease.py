@@ -43,7 +43,7 @@ from ._cursors import (
     LeasedServerCursorDebugWrapper,
     LeasedServerCursorWrapper,
 )
-from ._lane import PARK_MAX
+from ._lane import PARK_MAX, Lane
 from ._pools import ConnState, PoolAdapter, PoolGone
 from ._settings import RealPoolSettings, parse_settings
 from ._setup import ConnectionSetupMixin
@@ -374,20 +374,28 @@ class LeaseMixin(ConnectionSetupMixin):
                 connection_created.send(sender=self.__class__, connection=self)
 
     def _lease_borrow(self, adapter: PoolAdapter, box: _fork.HeldBox) -> tuple[PoolAdapter, Any]:
-        """Borrow from the pool itself (nothing was parked); set ``box``."""
+        """Borrow when nothing was parked: from a release, through the lane's
+        queue, once the pool has lent all it can; else from the pool. Sets ``box``."""
         gone = 0
+        deadline = monotonic() + adapter.timeout
         while True:
-            waiting = adapter.lane.waiting
+            lane = adapter.lane
+            if (lane.queue or len(lane.lent) >= lane.capacity) and not lane.closed:
+                conn = self._lease_queue(lane, box, deadline)
+                if conn is not None:
+                    return adapter, conn
+                # Woken with nothing: the pool has a connection to lend.
+            waiting = lane.waiting
             # Announced before the last look at the lane: from here on, a
             # release hands its connection to the pool's queue, not the lane.
             waiting.add(box)
             try:
-                conn = adapter.lane.take()
+                conn = lane.take()
                 if conn is not None:
                     box.adapter = adapter
                     box.conn = conn
                     return adapter, conn
-                conn = adapter.getconn()
+                conn = adapter.getconn(max(deadline - monotonic(), 0.001))
                 # Boxed before anything an asynchronous exception can
                 # interrupt (the calls below).
                 box.adapter = adapter
@@ -401,10 +409,72 @@ class LeaseMixin(ConnectionSetupMixin):
                 gone += 1
                 if gone > 1:
                     raise
-                adapter.lane.close(discard=True)
+                lane.close(discard=True)
                 adapter = self._lease_adapter = self._lease_make_adapter()
             finally:
                 waiting.discard(box)
+                # A connection that came back to the pool while this borrower
+                # was announced went unclaimed if it found another: the head
+                # of the lane's queue borrows it instead.
+                if lane.queue and not waiting and len(lane.lent) < lane.capacity:
+                    lane.nudge()
+
+    def _lease_queue(self, lane: Lane, box: _fork.HeldBox, deadline: float) -> Any:
+        """Wait in ``lane``'s queue until a release hands over its connection.
+
+        Returns that connection (boxed), or ``None``: borrow from the pool
+        (the head of the queue was nudged, or the pool turned out to have a
+        connection to lend). Raises ``PoolExhausted`` at ``deadline``.
+        """
+        signal = box.signal
+        box.conn = None
+        lane.queue.append(box)
+        # In the queue, or taken out by a release or a nudge that is about to
+        # release the signal: either way this box must not be left behind.
+        pending = True
+        conn = None
+        try:
+            # Queued before the last looks: from here on, a release hands its
+            # connection to the queue, and a return to the pool nudges it.
+            conn = lane.take()
+            timed_out = False
+            if conn is None and len(lane.lent) >= lane.capacity and not lane.closed:
+                if signal.acquire(timeout=max(deadline - monotonic(), 0.0)):
+                    pending = False
+                    return box.conn
+                timed_out = True
+            if lane.withdraw(box):
+                pending = False
+                if timed_out:
+                    lane.timeouts += 1
+                    raise lane.adapter.exhausted()
+            else:
+                # A release or a nudge took this box out a few instructions
+                # ago; its wake-up is on the way (unless an asynchronous
+                # exception stopped that thread: then do without).
+                woken = signal.acquire(timeout=PARK_MAX)
+                pending = False
+                if woken and box.conn is not None:
+                    if conn is None:
+                        return box.conn
+                    # Two connections: keep the parked one, pass the other on.
+                    lane.offer(box.conn, box)
+            if conn is not None:
+                box.adapter = lane.adapter
+                box.conn = conn
+            return conn
+        except BaseException:
+            # An asynchronous exception (a task's time limit): leave the
+            # queue; pass on whatever was taken or handed over meanwhile.
+            handed = (
+                pending and not lane.withdraw(box) and signal.acquire(timeout=PARK_MAX)
+            ) and box.conn
+            if handed and handed is not conn:
+                lane.offer(handed, box)
+            if conn is not None and box.conn is not conn:
+                box.conn = conn
+                lane.offer(conn, box)
+            raise
 
     # -- giving back --------------------------------------------------------
 
@@ -461,12 +531,15 @@ class LeaseMixin(ConnectionSetupMixin):
             state.returned_at = now
             lane = adapter.lane
             if now - state.lent_at < PARK_MAX and not lane.waiting:
-                # Parked for the next borrow (see _lane.py). No interpreter
-                # check point separates these two lines: an asynchronous
-                # exception lands before both or after both.
+                # Handed to the longest-waiting borrower, or parked for the
+                # next one (see _lane.py).
+                if lane.queue and lane.hand(conn, box):
+                    return
+                # No interpreter check point separates these two lines: an
+                # asynchronous exception lands before both or after both.
                 box.conn = None
                 lane.parked.append(conn)
-                if lane.waiting or lane.sweeper_idle:
+                if lane.waiting or lane.queue or lane.sweeper_idle:
                     lane.after_park()
                 return
             adapter.putconn(conn)

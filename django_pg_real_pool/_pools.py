@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import select
 import threading
-from collections.abc import Callable
 from time import monotonic
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -81,11 +80,18 @@ class PoolAdapter(Protocol):
     #: Released connections parked in front of the pool (see ``_lane.py``).
     lane: Lane
 
-    def getconn(self) -> Any:
-        """Borrow a connection, waiting at most the pool's timeout."""
+    def getconn(self, timeout: float | None = None) -> Any:
+        """Borrow a connection, waiting at most ``timeout`` (default: the pool's)."""
 
     def putconn(self, conn: Any) -> None:
         """Give ``conn`` back; a closed one is dropped and replaced by the pool."""
+
+    @property
+    def timeout(self) -> float:
+        """The pool's timeout (seconds): the longest a borrow waits."""
+
+    def exhausted(self) -> PoolExhausted:
+        """The error for a borrow that waited ``timeout`` in vain."""
 
     def raw(self, conn: Any) -> PooledConnection:
         """The psycopg connection behind ``conn``."""
@@ -104,11 +110,17 @@ class PoolAdapter(Protocol):
         """Close the pool and every idle connection in it, parked ones too."""
 
 
-def with_parked(stats: dict[str, int], parked: int) -> dict[str, int]:
-    """A pool's statistics with ``parked`` connections counted as available."""
+def with_lane(stats: dict[str, int], lane: Lane) -> dict[str, int]:
+    """A pool's statistics with the lane's share: parked connections count as
+    available, borrowers queued in the lane as waiting, and their timeouts as
+    errors (see ``_lane.py``)."""
     stats = dict(stats)
+    parked, queued = len(lane.parked), len(lane.queue)
     stats["pool_available"] = stats.get("pool_available", 0) + parked
     stats["pool_parked"] = parked
+    stats["requests_waiting"] = stats.get("requests_waiting", 0) + queued
+    stats["lane_waiting"] = queued
+    stats["requests_errors"] = stats.get("requests_errors", 0) + lane.timeouts
     return stats
 
 
@@ -120,47 +132,58 @@ def ping(raw: psycopg.Connection[Any]) -> None:
 class NativePool:
     """Adapter over the ``psycopg_pool.ConnectionPool`` Django 5.1+ creates."""
 
-    __slots__ = ("_pool", "alias", "lane", "putconn", "suspect_before")
+    __slots__ = ("_pool", "alias", "lane", "suspect_before")
     raw_is_conn = True
 
     def __init__(self, pool: ConnectionPool[Any], alias: str) -> None:
         self._pool = pool
         self.alias = alias
         self.suspect_before = 0.0
-        # The pool's own method: one call less on every return.
-        self.putconn: Callable[[Any], None] = pool.putconn
-        self.lane = Lane(pool.putconn, self.raw)
+        self.lane = Lane(self, pool.max_size)
 
     @property
     def pool(self) -> ConnectionPool[Any]:
         return self._pool
 
-    def getconn(self) -> Any:
+    @property
+    def timeout(self) -> float:
+        return self._pool.timeout
+
+    def getconn(self, timeout: float | None = None) -> Any:
         try:
-            return self._pool.getconn()
+            conn = self._pool.getconn(timeout)
         except PoolTimeout as exc:
-            stats = self._pool.get_stats()
-            failed = stats.get("connections_errors", 0)
-            if failed and failed >= stats.get("connections_num", 0):
-                raise PoolExhausted(
-                    f"database alias {self.alias!r}: the pool could not open any connection "
-                    f"within its timeout ({self.describe()}; {failed} attempts failed, the "
-                    "'psycopg.pool' logger has the errors). Check HOST/PORT/credentials and "
-                    "that the server is up."
-                ) from exc
-            raise PoolExhausted(
-                f"database alias {self.alias!r}: no pooled connection became free within "
-                f"the pool timeout ({self.describe()}; "
-                f"{stats.get('requests_waiting', 0)} other requests waiting"
-                + (f", {failed} connection attempts failed" if failed else "")
-                + f"). To fix: {self.exhausted_hint()}."
-            ) from exc
+            raise self.exhausted() from exc
         except PoolClosed as exc:
             raise PoolGone from exc
         except BaseException as exc:
             if not isinstance(exc, Exception):
                 _withdraw_interrupted_wait(self._pool, exc)
             raise
+        self.lane.lent.add(conn)
+        return conn
+
+    def putconn(self, conn: Any) -> None:
+        self._pool.putconn(conn)
+        self.lane.returned(conn)
+
+    def exhausted(self) -> PoolExhausted:
+        stats = self._pool.get_stats()
+        failed = stats.get("connections_errors", 0)
+        if failed and failed >= stats.get("connections_num", 0):
+            return PoolExhausted(
+                f"database alias {self.alias!r}: the pool could not open any connection "
+                f"within its timeout ({self.describe()}; {failed} attempts failed, the "
+                "'psycopg.pool' logger has the errors). Check HOST/PORT/credentials and "
+                "that the server is up."
+            )
+        return PoolExhausted(
+            f"database alias {self.alias!r}: no pooled connection became free within "
+            f"the pool timeout ({self.describe()}; "
+            f"{stats.get('requests_waiting', 0) + len(self.lane.queue)} other requests waiting"
+            + (f", {failed} connection attempts failed" if failed else "")
+            + f"). To fix: {self.exhausted_hint()}."
+        )
 
     def raw(self, conn: Any) -> PooledConnection:
         return conn  # type: ignore[no-any-return]
@@ -179,7 +202,7 @@ class NativePool:
         )
 
     def stats(self) -> dict[str, int]:
-        return with_parked(self._pool.get_stats(), len(self.lane))
+        return with_lane(self._pool.get_stats(), self.lane)
 
     def close(self) -> None:
         self.lane.close()

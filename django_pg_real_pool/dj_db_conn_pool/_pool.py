@@ -8,7 +8,7 @@ from dj_db_conn_pool.core import pool_container
 from sqlalchemy.exc import TimeoutError as QueuePoolTimeout
 
 from .._lane import Lane
-from .._pools import PooledConnection, PoolGone, with_parked
+from .._pools import PooledConnection, PoolGone, with_lane
 from ..errors import PoolExhausted
 
 
@@ -23,13 +23,20 @@ class QueuePoolAdapter:
         self._pool = pool
         self.alias = alias
         self.suspect_before = 0.0
-        self.lane = Lane(self.putconn, self.raw)
+        overflow = pool._max_overflow
+        self.lane = Lane(self, pool.size() + overflow if overflow >= 0 else None)
 
     @property
     def pool(self) -> Any:
         return self._pool
 
-    def getconn(self) -> Any:
+    @property
+    def timeout(self) -> float:
+        return float(self._pool._timeout)
+
+    def getconn(self, timeout: float | None = None) -> Any:
+        # QueuePool takes no per-call timeout: a borrow sent here from the
+        # lane's queue (see _lane.py) may wait the pool's timeout once more.
         # close_pool() or django-db-connection-pool's own dispose-on-test-teardown
         # replaced the alias's pool: borrow from the new one.
         pool: Any = self._pool
@@ -39,10 +46,8 @@ class QueuePoolAdapter:
         try:
             fairy = pool.connect()
         except QueuePoolTimeout as exc:
-            raise PoolExhausted(
-                f"database alias {self.alias!r}: no pooled connection became free within "
-                f"the pool timeout ({self.describe()}). To fix: {self.exhausted_hint()}."
-            ) from exc
+            raise self.exhausted() from exc
+        self.lane.lent.add(fairy)
         # Django reads connection.info as psycopg's ConnectionInfo (server
         # version, parameter status), as django-db-connection-pool arranges.
         fairy.info = fairy.driver_connection.info
@@ -54,6 +59,13 @@ class QueuePoolAdapter:
             conn.invalidate()
         else:
             conn.close()
+        self.lane.returned(conn)
+
+    def exhausted(self) -> PoolExhausted:
+        return PoolExhausted(
+            f"database alias {self.alias!r}: no pooled connection became free within "
+            f"the pool timeout ({self.describe()}). To fix: {self.exhausted_hint()}."
+        )
 
     def raw(self, conn: Any) -> PooledConnection:
         return conn.driver_connection  # type: ignore[no-any-return]
@@ -75,14 +87,13 @@ class QueuePoolAdapter:
 
     def stats(self) -> dict[str, int]:
         pool = self._pool
-        parked = len(self.lane)
         stats = {
             "pool_size": pool.size(),
             "pool_available": pool.checkedin(),
-            "pool_checked_out": pool.checkedout() - parked,
+            "pool_checked_out": pool.checkedout() - len(self.lane),
             "pool_overflow": pool.overflow(),
         }
-        return with_parked(stats, parked)
+        return with_lane(stats, self.lane)
 
     def close(self) -> None:
         self.lane.close()
