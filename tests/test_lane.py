@@ -15,7 +15,10 @@ from typing import Any
 import psycopg
 import pytest
 
-from django_pg_real_pool import _lane
+from django_pg_real_pool import _bracket, _lane
+from django_pg_real_pool.errors import PoolExhausted
+from tests.test_bracket import Injected
+from tests.test_bracket import _inject as inject
 from tests.support.pgstat import wait_until
 from tests.support.pgstat import wrapper_backend_pid as pid_of
 from tests.test_pool_limits import HoldConnection, make_wrapper
@@ -24,6 +27,15 @@ POOLS = {
     "django_pg_real_pool": {"OPTIONS": {"pool": {"min_size": 1, "max_size": 1, "timeout": 5}}},
     "django_pg_real_pool.dj_db_conn_pool": {
         "POOL_OPTIONS": {"POOL_SIZE": 1, "MAX_OVERFLOW": 0, "TIMEOUT": 5}
+    },
+}
+
+
+#: The same pools with a short timeout.
+SHORT = {
+    "django_pg_real_pool": {"OPTIONS": {"pool": {"min_size": 1, "max_size": 1, "timeout": 0.5}}},
+    "django_pg_real_pool.dj_db_conn_pool": {
+        "POOL_OPTIONS": {"POOL_SIZE": 1, "MAX_OVERFLOW": 0, "TIMEOUT": 0.5}
     },
 }
 
@@ -41,6 +53,14 @@ def tiny(request: pytest.FixtureRequest) -> Iterator[tuple[Any, Any]]:
         second.close()
         first.close()
         first.close_pool()
+
+
+def engine_and_alias(wrapper: Any) -> tuple[str, str]:
+    return type(wrapper).__module__.removesuffix(".base"), wrapper.alias
+
+
+def engine_of(wrapper: Any) -> str:
+    return "native" if engine_and_alias(wrapper)[0] == "django_pg_real_pool" else "dj"
 
 
 def parked(wrapper: Any) -> int:
@@ -78,31 +98,192 @@ def test_native_pool_is_not_asked_again_while_connections_park() -> None:
         wrapper.close_pool()
 
 
-def test_a_waiting_borrower_gets_the_release_not_the_lane(tiny: tuple[Any, Any]) -> None:
+class Borrower:
+    """A thread that borrows once through ``wrapper`` (a query, then the
+    release) and records the backend, or the exception."""
+
+    def __init__(self, wrapper: Any, hold: threading.Event | None = None) -> None:
+        self.wrapper = wrapper
+        self.hold = hold
+        self.outcome: list[Any] = []
+        wrapper.inc_thread_sharing()  # made here, used by the thread
+        self.thread = threading.Thread(target=self._run)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            if self.hold is None:
+                self.outcome.append(pid_of(self.wrapper))
+            else:
+                with HoldConnection(self.wrapper):
+                    self.outcome.append(pid_of(self.wrapper))
+                    self.hold.wait(30)
+        except BaseException as exc:  # reported by result(), not lost in the thread
+            self.outcome.append(exc)
+
+    def result(self) -> Any:
+        self.thread.join(30)
+        assert not self.thread.is_alive()
+        self.wrapper.dec_thread_sharing()
+        return self.outcome[0]
+
+
+def queued(lane: Any, count: int) -> bool:
+    return wait_until(lambda: len(lane.queue) == count)
+
+
+def test_a_borrower_queues_in_the_lane_and_gets_the_release(tiny: tuple[Any, Any]) -> None:
+    holder, waiter = tiny
+    pid = pid_of(holder)
+    adapter = holder._lease_adapter
+    lane = adapter.lane
+    with HoldConnection(holder):
+        assert holder.connection is not None
+        borrower = Borrower(waiter)
+        # Everything the pool can lend is out: the borrower sleeps in the
+        # lane's queue, not in the pool's.
+        assert queued(lane, 1)
+        assert lane.waiting == set()
+        stats = adapter.stats()
+        assert (stats["lane_waiting"], stats["requests_waiting"]) == (1, 1)
+        if engine_of(holder) == "native":
+            assert adapter.pool.get_stats().get("requests_waiting", 0) == 0
+    # The release handed the connection straight over.
+    assert borrower.result() == pid
+    assert not lane.queue
+    assert (parked(holder), in_pool(holder)) == (1, 0)
+
+
+def test_the_lane_queue_is_first_come_first_served(tiny: tuple[Any, Any]) -> None:
+    holder, first = tiny
+    engine, alias = engine_and_alias(holder)
+    second = make_wrapper(engine, alias, **POOLS[engine])
+    pid = pid_of(holder)
+    lane = holder._lease_adapter.lane
+    release_first = threading.Event()
+    try:
+        with HoldConnection(holder):
+            early = Borrower(first, hold=release_first)
+            assert queued(lane, 1)
+            late = Borrower(second)
+            assert queued(lane, 2)
+            assert list(lane.queue) == [first._lease_box, second._lease_box]
+        # The holder's release went to the longest waiter, who holds it now.
+        assert wait_until(lambda: early.outcome == [pid])
+        assert list(lane.queue) == [second._lease_box]
+        assert late.outcome == []
+        release_first.set()
+        assert early.result() == pid
+        assert late.result() == pid
+    finally:
+        release_first.set()
+        second.close()
+
+
+@pytest.mark.parametrize("engine", list(SHORT), ids=["native", "dj_db_conn_pool"])
+def test_a_borrower_gives_up_in_the_lane_after_the_pool_timeout(engine: str) -> None:
+    alias = f"lane-timeout-{engine.rsplit('.', 1)[-1]}"
+    holder, waiter = (make_wrapper(engine, alias, **SHORT[engine]) for _ in range(2))
+    try:
+        pid = pid_of(holder)
+        lane = holder._lease_adapter.lane
+        with HoldConnection(holder):
+            borrower = Borrower(waiter)
+            assert queued(lane, 1)
+            error = borrower.result()
+        assert isinstance(error, PoolExhausted), error
+        assert "timeout=0.5s" in str(error)
+        assert lane.timeouts == 1
+        assert holder._lease_adapter.stats()["requests_errors"] >= 1
+        assert not lane.queue
+        # Nothing was lost: the connection serves the next borrower.
+        assert pid_of(waiter) == pid
+    finally:
+        waiter.close()
+        holder.close()
+        holder.close_pool()
+
+
+def test_a_connection_returned_to_the_pool_nudges_the_queue(tiny: tuple[Any, Any]) -> None:
     holder, waiter = tiny
     pid = pid_of(holder)
     lane = holder._lease_adapter.lane
-    got: list[Any] = []
-
-    def borrow() -> None:
-        try:
-            got.append(pid_of(waiter))
-        except BaseException as exc:  # reported below, not lost in the thread
-            got.append(exc)
-
-    waiter.inc_thread_sharing()  # made here, used by the thread below
-
     with HoldConnection(holder):
-        assert holder.connection is not None
-        thread = threading.Thread(target=borrow)
-        thread.start()
-        # The waiter announces itself before it queues in the pool.
-        assert wait_until(lambda: len(lane.waiting) == 1)
-    # The release went to the pool's queue, straight to the waiter.
-    thread.join(10)
-    waiter.dec_thread_sharing()
-    assert got == [pid]
-    assert lane.waiting == set()
+        borrower = Borrower(waiter)
+        assert queued(lane, 1)
+        # Lent PARK_MAX ago: this release goes back through the pool, whose
+        # connection the queued borrower is woken to borrow.
+        holder._lease_state.lent_at -= _lane.PARK_MAX
+    assert borrower.result() == pid
+    assert not lane.queue and not lane.waiting
+
+
+def test_a_queued_borrower_gets_the_replacement_of_a_dead_connection(
+    tiny: tuple[Any, Any], admin: psycopg.Connection[Any]
+) -> None:
+    holder, waiter = tiny
+    pid = pid_of(holder)
+    lane = holder._lease_adapter.lane
+    with HoldConnection(holder):
+        borrower = Borrower(waiter)
+        assert queued(lane, 1)
+        admin.execute("SELECT pg_terminate_backend(%s)", [pid])
+        assert wait_until(
+            lambda: (
+                admin.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", [pid]).fetchone()
+                is None
+            )
+        )
+        holder.needs_rollback = False
+    # Handed the dead connection, the borrower's health check drops it; the
+    # pool opens a replacement, which the borrower waits for in the pool.
+    new_pid = borrower.result()
+    assert isinstance(new_pid, int), new_pid
+    assert new_pid != pid
+    assert not lane.queue
+
+
+def test_close_pool_sends_queued_borrowers_to_the_new_pool(tiny: tuple[Any, Any]) -> None:
+    holder, waiter = tiny
+    pid = pid_of(holder)
+    lane = holder._lease_adapter.lane
+    with HoldConnection(holder):
+        borrower = Borrower(waiter)
+        assert queued(lane, 1)
+        holder.close_pool()
+        new_pid = borrower.result()
+    assert isinstance(new_pid, int), new_pid
+    assert new_pid != pid
+    assert lane.closed and not lane.queue
+    assert waiter._lease_adapter.lane is not lane
+
+
+def test_an_asynchronous_exception_in_a_queued_borrower_loses_nothing(
+    tiny: tuple[Any, Any],
+) -> None:
+    holder, waiter = tiny
+    pid = pid_of(holder)
+    lane = holder._lease_adapter.lane
+    with HoldConnection(holder):
+        borrower = Borrower(waiter)
+        assert queued(lane, 1)
+        # Delivered when the borrower next runs Python code: as the release
+        # wakes it, with the connection handed over (a task's time limit).
+        inject(borrower.thread, Injected)
+    assert isinstance(borrower.result(), Injected)
+    assert not lane.queue
+    # Passed on (the same backend serves the next borrow), or left in the
+    # borrower's box, where the task bracket finds it and discards it.
+    box = waiter._lease_box
+    if box.conn is None:
+        assert pid_of(holder) == pid
+    else:
+        assert waiter.connection is None
+        assert _bracket.inspect(waiter) == ["connection hand-over to or from the pool interrupted"]
+        _bracket.repair(waiter)
+        assert box.conn is None
+        assert isinstance(pid_of(holder), int)
+    assert not lane.queue
 
 
 def test_a_release_with_an_announced_borrower_goes_to_the_pool(tiny: tuple[Any, Any]) -> None:
