@@ -164,12 +164,18 @@ class Lane:
             self.parked.append(conn)
             self.after_park()
 
+    def full(self) -> bool:
+        """Whether the pool has nothing to lend that nobody has claimed: it
+        lent ``capacity`` connections, or lends its last ones to the
+        borrowers on their way into its queue."""
+        return len(self.lent) + len(self.waiting) >= self.capacity
+
     def returned(self, conn: Any) -> None:
         """``conn`` went back to the pool (the adapters' ``putconn``)."""
         self.lent.discard(conn)
         # Dropped from the count before the look: a borrower joining the
         # queue looks at the count after joining (see the module docstring).
-        if self.queue and not self.waiting:
+        if self.queue and not self.full():
             self.nudge()
 
     def after_park(self) -> None:

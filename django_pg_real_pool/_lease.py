@@ -380,7 +380,7 @@ class LeaseMixin(ConnectionSetupMixin):
         deadline = monotonic() + adapter.timeout
         while True:
             lane = adapter.lane
-            if (lane.queue or len(lane.lent) >= lane.capacity) and not lane.closed:
+            if (lane.queue or lane.full()) and not lane.closed:
                 conn = self._lease_queue(lane, box, deadline)
                 if conn is not None:
                     return adapter, conn
@@ -416,7 +416,7 @@ class LeaseMixin(ConnectionSetupMixin):
                 # A connection that came back to the pool while this borrower
                 # was announced went unclaimed if it found another: the head
                 # of the lane's queue borrows it instead.
-                if lane.queue and not waiting and len(lane.lent) < lane.capacity:
+                if lane.queue and not lane.full():
                     lane.nudge()
 
     def _lease_queue(self, lane: Lane, box: _fork.HeldBox, deadline: float) -> Any:
@@ -438,7 +438,7 @@ class LeaseMixin(ConnectionSetupMixin):
             # connection to the queue, and a return to the pool nudges it.
             conn = lane.take()
             timed_out = False
-            if conn is None and len(lane.lent) >= lane.capacity and not lane.closed:
+            if conn is None and lane.full() and not lane.closed:
                 if signal.acquire(timeout=max(deadline - monotonic(), 0.0)):
                     pending = False
                     return box.conn

@@ -160,7 +160,11 @@ class NativePool:
             if not isinstance(exc, Exception):
                 _withdraw_interrupted_wait(self._pool, exc)
             raise
-        self.lane.lent.add(conn)
+        lane = self.lane
+        lane.lent.add(conn)
+        # Every connection visits the pool at least once a second: a resize()
+        # reaches the lane soon enough.
+        lane.capacity = self._pool.max_size
         return conn
 
     def putconn(self, conn: Any) -> None:

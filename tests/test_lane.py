@@ -17,10 +17,10 @@ import pytest
 
 from django_pg_real_pool import _bracket, _lane
 from django_pg_real_pool.errors import PoolExhausted
-from tests.test_bracket import Injected
-from tests.test_bracket import _inject as inject
 from tests.support.pgstat import wait_until
 from tests.support.pgstat import wrapper_backend_pid as pid_of
+from tests.test_bracket import Injected
+from tests.test_bracket import _inject as inject
 from tests.test_pool_limits import HoldConnection, make_wrapper
 
 POOLS = {
