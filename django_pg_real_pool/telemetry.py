@@ -27,6 +27,8 @@ from . import _fork, _leaks
 if TYPE_CHECKING:
     from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
 
+    from ._lane import Lane
+
 __all__ = [
     "CONNECTION_COUNT",
     "CONNECTION_IDLE_MAX",
@@ -176,8 +178,8 @@ def _pool_measures(alias: str) -> dict[str, Any]:
             pool = container.get(alias) if container.has(alias) else None
         if pool is not None:
             adapter = queuepool._adapters.get(alias)
-            parked = len(adapter.lane) if adapter is not None and adapter.pool is pool else 0
-            return {ENGINE: _QUEUEPOOL, **_queuepool_measures(pool, parked)}
+            lane = adapter.lane if adapter is not None and adapter.pool is pool else None
+            return {ENGINE: _QUEUEPOOL, **_queuepool_measures(pool, lane)}
     return {}
 
 
@@ -199,12 +201,15 @@ def _native_measures(stats: Mapping[str, int]) -> dict[str, Any]:
     }
 
 
-def _queuepool_measures(pool: Any, parked: int) -> dict[str, Any]:
+def _queuepool_measures(pool: Any, lane: Lane | None) -> dict[str, Any]:
     # QueuePool neither counts waiters, timeouts nor connection set-up time.
-    # Parked connections (see _lane.py) are checked out for it, idle for us.
+    # Parked connections (see _lane.py) are checked out for it, idle for us;
+    # the borrowers it could not serve wait in the lane, where they are seen.
+    parked = len(lane.parked) if lane is not None else 0
     size = pool.size()
     overflow = pool._max_overflow
     return {
+        PENDING_REQUESTS: len(lane.queue) if lane is not None else None,
         CONNECTION_COUNT: {
             STATE_IDLE: _queuepool_idle(pool) + parked,
             STATE_USED: pool.checkedout() - parked,
