@@ -97,16 +97,10 @@ def repair(wrapper: LeaseMixin) -> None:
     wrapper.closed_in_transaction = False
     wrapper.run_on_commit = []
     wrapper.run_commit_hooks_on_set_autocommit_on = False
-    box = wrapper._lease_box
     if wrapper.connection is not None:
         wrapper._lease_put(forced=True)
-    elif box.conn is not None:
-        # A return that an asynchronous exception cut short: the state of
-        # that connection is unknown, so it is closed, never reused.
-        adapter, conn = box.adapter, box.conn
-        box.conn = None
-        adapter.raw(conn).close()
-        adapter.putconn(conn)
+    elif wrapper._lease_box.conn is not None:
+        wrapper._lease_drop_stray()
     wrapper.autocommit = bool(wrapper.settings_dict["AUTOCOMMIT"])
 
 

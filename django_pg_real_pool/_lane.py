@@ -157,10 +157,11 @@ class Lane:
         return True
 
     def offer(self, conn: Any, giver: Any) -> None:
-        """Pass on a clean connection ``giver`` (a box) holds: to the queue's
-        head, else parked."""
+        """Pass on a clean connection (that ``giver``, a box, holds, if not
+        ``None``): to the queue's head, else parked."""
         if not self.hand(conn, giver):
-            giver.conn = None
+            if giver is not None:
+                giver.conn = None
             self.parked.append(conn)
             self.after_park()
 
@@ -170,11 +171,11 @@ class Lane:
         borrowers on their way into its queue."""
         return len(self.lent) + len(self.waiting) >= self.capacity
 
-    def returned(self, conn: Any) -> None:
-        """``conn`` went back to the pool (the adapters' ``putconn``)."""
-        self.lent.discard(conn)
-        # Dropped from the count before the look: a borrower joining the
-        # queue looks at the count after joining (see the module docstring).
+    def returned(self) -> None:
+        """A connection went back to the pool (the adapters' ``putconn``,
+        which uncounted it first): a queued borrower may borrow it there."""
+        # Uncounted before this look; a borrower joining the queue looks at
+        # the count after joining (see the module docstring).
         if self.queue and not self.full():
             self.nudge()
 

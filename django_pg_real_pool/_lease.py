@@ -305,6 +305,9 @@ class LeaseMixin(ConnectionSetupMixin):
         # over: an asynchronous exception landing anywhere below leaves it
         # findable by the task bracket instead of lost to the pool.
         box = self._lease_box
+        if box.conn is not None:
+            # Such an exception did land, and no bracket ran since.
+            self._lease_drop_stray()
         stale = 0
         while True:
             t0 = monotonic()
@@ -386,10 +389,13 @@ class LeaseMixin(ConnectionSetupMixin):
                     return adapter, conn
                 # Woken with nothing: the pool has a connection to lend.
             waiting = lane.waiting
-            # Announced before the last look at the lane: from here on, a
-            # release hands its connection to the pool's queue, not the lane.
-            waiting.add(box)
             try:
+                # Announced before the last look at the lane: from here on, a
+                # release hands its connection to the pool's queue, not the
+                # lane. (Inside the try: an asynchronous exception lands after
+                # add() returns, and a stale announcement would hold up the
+                # lane's queue.)
+                waiting.add(box)
                 conn = lane.take()
                 if conn is not None:
                     box.adapter = adapter
@@ -427,22 +433,34 @@ class LeaseMixin(ConnectionSetupMixin):
         connection to lend). Raises ``PoolExhausted`` at ``deadline``.
         """
         signal = box.signal
-        box.conn = None
-        lane.queue.append(box)
-        # In the queue, or taken out by a release or a nudge that is about to
-        # release the signal: either way this box must not be left behind.
-        pending = True
+        # A wake-up left over from a wait that an asynchronous exception ended.
+        signal.acquire(blocking=False)
         conn = None
+        # In the queue, or taken out by a release or a nudge: this box must
+        # not be left in the queue. (Set before the append: an asynchronous
+        # exception lands after append() returns, inside the try.)
+        pending = False
         try:
+            pending = True
+            lane.queue.append(box)
             # Queued before the last looks: from here on, a release hands its
             # connection to the queue, and a return to the pool nudges it.
             conn = lane.take()
             timed_out = False
-            if conn is None and lane.full() and not lane.closed:
-                if signal.acquire(timeout=max(deadline - monotonic(), 0.0)):
+            while conn is None and lane.full() and not lane.closed:
+                remaining = deadline - monotonic()
+                if remaining <= 0:
+                    timed_out = True
+                    break
+                if signal.acquire(timeout=min(remaining, PARK_MAX)):
                     pending = False
                     return box.conn
-                timed_out = True
+                # Nothing for PARK_MAX: ask the pool itself. A nudge that an
+                # asynchronous exception cut short (a task's time limit on
+                # another thread) must not leave this borrower asleep while
+                # the pool has a connection to lend.
+                if lane.adapter.lendable():
+                    break
             if lane.withdraw(box):
                 pending = False
                 if timed_out:
@@ -452,31 +470,41 @@ class LeaseMixin(ConnectionSetupMixin):
                 # A release or a nudge took this box out a few instructions
                 # ago; its wake-up is on the way (unless an asynchronous
                 # exception stopped that thread: then do without).
-                woken = signal.acquire(timeout=PARK_MAX)
+                signal.acquire(timeout=PARK_MAX)
                 pending = False
-                if woken and box.conn is not None:
+                handed = box.conn  # set before the wake-up
+                if handed is not None:
                     if conn is None:
-                        return box.conn
+                        return handed
                     # Two connections: keep the parked one, pass the other on.
-                    lane.offer(box.conn, box)
+                    lane.offer(handed, box)
             if conn is not None:
                 box.adapter = lane.adapter
                 box.conn = conn
             return conn
         except BaseException:
-            # An asynchronous exception (a task's time limit): leave the
-            # queue; pass on whatever was taken or handed over meanwhile.
-            handed = (
-                pending and not lane.withdraw(box) and signal.acquire(timeout=PARK_MAX)
-            ) and box.conn
-            if handed and handed is not conn:
-                lane.offer(handed, box)
+            # An asynchronous exception (a task's time limit), usually right
+            # after the wake-up: leave the queue. A connection handed over
+            # stays in the box, where the task bracket or this wrapper's next
+            # borrow finds it; one taken from the parked list is passed on.
+            if pending:
+                lane.withdraw(box)
             if conn is not None and box.conn is not conn:
-                box.conn = conn
-                lane.offer(conn, box)
+                lane.offer(conn, None)
             raise
 
     # -- giving back --------------------------------------------------------
+
+    def _lease_drop_stray(self) -> None:
+        """Discard the connection in the box that the wrapper does not hold: a
+        borrow, a hand-over or a return an asynchronous exception cut short.
+        Its state is unknown, so it is closed, never reused."""
+        box = self._lease_box
+        adapter, conn = box.adapter, box.conn
+        box.conn = None
+        self._lease_counters.discards += 1
+        adapter.raw(conn).close()
+        adapter.putconn(conn)
 
     def _lease_maybe_release(self) -> None:
         """Give the connection back if nothing holds it any more."""

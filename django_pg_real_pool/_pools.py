@@ -93,6 +93,10 @@ class PoolAdapter(Protocol):
     def exhausted(self) -> PoolExhausted:
         """The error for a borrow that waited ``timeout`` in vain."""
 
+    def lendable(self) -> bool:
+        """The pool has a connection resting, or room to open one (read from
+        the pool itself: the lane's own count is only a fast estimate)."""
+
     def raw(self, conn: Any) -> PooledConnection:
         """The psycopg connection behind ``conn``."""
 
@@ -168,8 +172,17 @@ class NativePool:
         return conn
 
     def putconn(self, conn: Any) -> None:
+        lane = self.lane
+        # Uncounted first: an asynchronous exception in between may leave the
+        # lane counting one connection too few (borrowers then try the pool,
+        # and wait there), never one too many (they would queue for nothing).
+        lane.lent.discard(conn)
         self._pool.putconn(conn)
-        self.lane.returned(conn)
+        lane.returned()
+
+    def lendable(self) -> bool:
+        stats = self._pool.get_stats()
+        return bool(stats["pool_available"] or stats["pool_size"] < stats["pool_max"])
 
     def exhausted(self) -> PoolExhausted:
         stats = self._pool.get_stats()

@@ -54,12 +54,19 @@ class QueuePoolAdapter:
         return fairy
 
     def putconn(self, conn: Any) -> None:
+        # Uncounted first (see NativePool.putconn).
+        self.lane.lent.discard(conn)
         if conn.driver_connection.closed:
             # Frees the slot; the pool opens a new connection when needed.
             conn.invalidate()
         else:
             conn.close()
-        self.lane.returned(conn)
+        self.lane.returned()
+
+    def lendable(self) -> bool:
+        pool = self._pool
+        overflow = pool._max_overflow
+        return bool(pool.checkedin() or overflow < 0 or pool.overflow() < overflow)
 
     def exhausted(self) -> PoolExhausted:
         return PoolExhausted(
