@@ -447,3 +447,29 @@ def test_dj_test_database_teardown_gives_parked_connections_back_before_disposin
     finally:
         wrapper.close()
         wrapper.close_pool()
+
+
+def test_the_next_borrow_discards_a_hand_over_left_in_the_box(
+    tiny: tuple[Any, Any], admin: psycopg.Connection[Any]
+) -> None:
+    # Without a task bracket (a web thread), what an asynchronous exception
+    # left in the box is found by the wrapper's next borrow, not overwritten.
+    holder, waiter = tiny
+    pid = pid_of(holder)
+    lane = holder._lease_adapter.lane
+    # The state test_an_asynchronous_exception_in_a_queued_borrower_loses_nothing
+    # reaches when the exception lands right after the wake-up.
+    box = waiter._lease_box
+    box.adapter, box.conn = holder._lease_adapter, lane.take()
+    assert box.conn is not None and waiter.connection is None
+    discards = waiter._lease_counters.discards
+    new_pid = pid_of(waiter)
+    assert box.conn is None
+    assert waiter._lease_counters.discards == discards + 1
+    # Of unknown state, the stray was closed, and the pool replaced it.
+    assert new_pid != pid
+    assert wait_until(
+        lambda: (
+            admin.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", [pid]).fetchone() is None
+        )
+    )
