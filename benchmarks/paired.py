@@ -137,9 +137,10 @@ def child(cfg: dict[str, Any]) -> dict[str, Any]:
     wall = dict.fromkeys(configs, 0.0)
     cpu = dict.fromkeys(configs, 0.0)
     proxy_cpu = dict.fromkeys(configs, 0.0)
-    # The engine's borrows, and how many of them reached psycopg_pool (the
-    # rest took a parked connection) or queued there.
-    borrows = {kind: [0, 0, 0] for kind in configs}
+    # The engine's borrows, how many of them queued in its lane, and how
+    # many reached psycopg_pool (the rest took a parked connection) or
+    # queued there.
+    borrows = {kind: [0, 0, 0, 0] for kind in configs}
     pid = cfg["bouncer_pid"]
 
     def bouncer_cpu() -> float:
@@ -180,24 +181,31 @@ def child(cfg: dict[str, Any]) -> dict[str, Any]:
             "p50_ms": h.percentile(latencies, 50),
             "p99_ms": h.percentile(latencies, 99),
             "borrows": borrows[kind][0],
-            "pool_requests": borrows[kind][1],
-            "pool_queued": borrows[kind][2],
+            "lane_queued": borrows[kind][1],
+            "pool_requests": borrows[kind][2],
+            "pool_queued": borrows[kind][3],
         }
     return {"configs": results, "straddled": sum(t["straddled"] for t in per_thread)}
 
 
-def borrow_counts(kind: str) -> tuple[int, int, int]:
-    """(engine borrows, psycopg_pool requests, requests that queued) so far."""
+def borrow_counts(kind: str) -> tuple[int, int, int, int]:
+    """(engine borrows, borrows that queued in the lane, psycopg_pool
+    requests, requests that queued there) so far."""
     if kind != "real":
-        return (0, 0, 0)
+        return (0, 0, 0, 0)
     from django.db import connections
 
     from django_pg_real_pool._fork import counters_by_alias
 
-    acquires = counters_by_alias().get(kind, {}).get("acquires", 0)
+    counters: dict[str, int] = dict(counters_by_alias().get(kind, {}))
     pool = connections[kind].pool
     stats = pool.get_stats() if pool is not None else {}
-    return (acquires, stats.get("requests_num", 0), stats.get("requests_queued", 0))
+    return (
+        counters.get("acquires", 0),
+        counters.get("queued", 0),
+        stats.get("requests_num", 0),
+        stats.get("requests_queued", 0),
+    )
 
 
 # -- the parent ----------------------------------------------------------------------
@@ -321,10 +329,11 @@ def report(
             real = run["configs"]["real"]
             if real.get("borrows"):
                 print(
-                    f"\nT={threads}, real: {real['borrows']} borrows; psycopg_pool got "
-                    f"{real['pool_requests']} requests, {real['pool_queued']} of which queued "
-                    "(the other borrows took a parked connection; counted at phase edges, "
-                    "where borrows in flight make the two counts differ)"
+                    f"\nT={threads}, real: {real['borrows']} borrows; "
+                    f"{real['lane_queued']} queued in the lane for a release; psycopg_pool "
+                    f"got {real['pool_requests']} requests, {real['pool_queued']} of which "
+                    "queued there (the other borrows took a parked connection; counted at "
+                    "phase edges, where borrows in flight make the counts differ)"
                 )
     straddled = ", ".join(f"T={t}: {run['straddled']}" for t, run in runs.items())
     print(f"\n(requests that straddled a switch, counted where they began: {straddled})")

@@ -62,6 +62,7 @@ COUNTER_KEYS = (
     "pings",
     "leaks",
     "timeouts",
+    "queued",
 )
 
 
@@ -106,6 +107,7 @@ class LeaseCounters:
         pings: int
         leaks: int
         timeouts: int
+        queued: int
 
 
 def new_counters() -> LeaseCounters:

@@ -443,6 +443,7 @@ class LeaseMixin(ConnectionSetupMixin):
         try:
             pending = True
             lane.queue.append(box)
+            self._lease_counters.queued += 1
             # Queued before the last looks: from here on, a release hands its
             # connection to the queue, and a return to the pool nudges it.
             conn = lane.take()

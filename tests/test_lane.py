@@ -150,6 +150,7 @@ def test_a_borrower_queues_in_the_lane_and_gets_the_release(tiny: tuple[Any, Any
             assert adapter.pool.get_stats().get("requests_waiting", 0) == 0
     # The release handed the connection straight over.
     assert borrower.result() == pid
+    assert waiter._lease_counters.queued == 1
     assert not lane.queue
     assert (parked(holder), in_pool(holder)) == (1, 0)
 
@@ -243,7 +244,9 @@ def test_a_queued_borrower_gets_the_replacement_of_a_dead_connection(
     assert not lane.queue
 
 
-def test_close_pool_sends_queued_borrowers_to_the_new_pool(tiny: tuple[Any, Any]) -> None:
+def test_close_pool_sends_queued_borrowers_to_the_new_pool(
+    tiny: tuple[Any, Any], admin: psycopg.Connection[Any]
+) -> None:
     holder, waiter = tiny
     pid = pid_of(holder)
     lane = holder._lease_adapter.lane
@@ -256,6 +259,13 @@ def test_close_pool_sends_queued_borrowers_to_the_new_pool(tiny: tuple[Any, Any]
     assert new_pid != pid
     assert lane.closed and not lane.queue
     assert waiter._lease_adapter.lane is not lane
+    # The connection lent before close_pool() was closed when it came back,
+    # not left resting in the closed pool.
+    assert wait_until(
+        lambda: (
+            admin.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", [pid]).fetchone() is None
+        )
+    )
 
 
 def test_an_asynchronous_exception_in_a_queued_borrower_loses_nothing(

@@ -56,8 +56,14 @@ class QueuePoolAdapter:
     def putconn(self, conn: Any) -> None:
         # Uncounted first (see NativePool.putconn).
         self.lane.lent.discard(conn)
-        if conn.driver_connection.closed:
-            # Frees the slot; the pool opens a new connection when needed.
+        if (
+            conn.driver_connection.closed
+            # Disposed since (close_pool(), django-db-connection-pool's test
+            # database teardown): nobody would close a connection resting in it.
+            or dict.get(pool_container, self.alias) is not self._pool
+        ):
+            # Closes the connection and frees the slot; the pool opens a new
+            # connection when needed.
             conn.invalidate()
         else:
             conn.close()
