@@ -24,7 +24,9 @@ rules keep the pool's own behaviour intact:
   the count before it looks. List and set operations are atomic, so no
   interleaving leaves a connection parked, or idle in the pool, while a
   queued borrower sleeps: a return to the pool wakes the head of the queue
-  with no connection (:meth:`Lane.nudge`), and it borrows from the pool.
+  with no connection (:meth:`Lane.nudge`), and it borrows from the pool. An
+  asynchronous exception (a task's time limit) can cut such a wake-up short:
+  a borrower queued :data:`PARK_MAX` without one asks the pool itself.
 * A release goes to the pool's queue while someone waits there (psycopg_pool
   serves it in order); those waits are short-lived (a borrower goes there
   only when the pool has a connection to lend, or is opening one).
