@@ -330,10 +330,11 @@ def report(
             if real.get("borrows"):
                 print(
                     f"\nT={threads}, real: {real['borrows']} borrows; "
-                    f"{real['lane_queued']} queued in the lane for a release; psycopg_pool "
+                    f"{real['lane_queued']} waited in the lane's queue for a release; psycopg_pool "
                     f"got {real['pool_requests']} requests, {real['pool_queued']} of which "
-                    "queued there (the other borrows took a parked connection; counted at "
-                    "phase edges, where borrows in flight make the counts differ)"
+                    "queued there (the others took a parked connection; counted at phase "
+                    "edges, where borrows in flight make the counts differ: a wait counts when "
+                    "it starts, a borrow when it ends)"
                 )
     straddled = ", ".join(f"T={t}: {run['straddled']}" for t, run in runs.items())
     print(f"\n(requests that straddled a switch, counted where they began: {straddled})")

@@ -443,16 +443,18 @@ class LeaseMixin(ConnectionSetupMixin):
         try:
             pending = True
             lane.queue.append(box)
-            self._lease_counters.queued += 1
             # Queued before the last looks: from here on, a release hands its
             # connection to the queue, and a return to the pool nudges it.
             conn = lane.take()
-            timed_out = False
+            timed_out = slept = False
             while conn is None and lane.full() and not lane.closed:
                 remaining = deadline - monotonic()
                 if remaining <= 0:
                     timed_out = True
                     break
+                if not slept:
+                    slept = True
+                    self._lease_counters.queued += 1
                 if signal.acquire(timeout=min(remaining, PARK_MAX)):
                     pending = False
                     return box.conn
