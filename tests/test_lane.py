@@ -10,6 +10,7 @@ import os
 import sys
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import psycopg
@@ -128,8 +129,26 @@ class Borrower:
         return self.outcome[0]
 
 
+def backend_gone(admin: psycopg.Connection[Any], pid: int) -> bool:
+    """The server has no session with ``pid`` any more."""
+    return admin.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", [pid]).fetchone() is None
+
+
 def queued(lane: Any, count: int) -> bool:
     return wait_until(lambda: len(lane.queue) == count)
+
+
+@contextmanager
+def waiting_behind(holder: Any, waiter: Any) -> Iterator[tuple[int, Any, Borrower]]:
+    """``holder`` holds the pool's only connection while a thread borrowing
+    through ``waiter`` queues in the lane; ``holder`` lets go on exit.
+    Yields the connection's backend pid, the lane and the borrower."""
+    pid = pid_of(holder)
+    lane = holder._lease_adapter.lane
+    with HoldConnection(holder):
+        borrower = Borrower(waiter)
+        assert queued(lane, 1)
+        yield pid, lane, borrower
 
 
 def test_a_borrower_queues_in_the_lane_and_gets_the_release(tiny: tuple[Any, Any]) -> None:
@@ -207,11 +226,7 @@ def test_a_borrower_gives_up_in_the_lane_after_the_pool_timeout(engine: str) -> 
 
 def test_a_connection_returned_to_the_pool_nudges_the_queue(tiny: tuple[Any, Any]) -> None:
     holder, waiter = tiny
-    pid = pid_of(holder)
-    lane = holder._lease_adapter.lane
-    with HoldConnection(holder):
-        borrower = Borrower(waiter)
-        assert queued(lane, 1)
+    with waiting_behind(holder, waiter) as (pid, lane, borrower):
         # Lent PARK_MAX ago: this release goes back through the pool, whose
         # connection the queued borrower is woken to borrow.
         holder._lease_state.lent_at -= _lane.PARK_MAX
@@ -223,18 +238,9 @@ def test_a_queued_borrower_gets_the_replacement_of_a_dead_connection(
     tiny: tuple[Any, Any], admin: psycopg.Connection[Any]
 ) -> None:
     holder, waiter = tiny
-    pid = pid_of(holder)
-    lane = holder._lease_adapter.lane
-    with HoldConnection(holder):
-        borrower = Borrower(waiter)
-        assert queued(lane, 1)
+    with waiting_behind(holder, waiter) as (pid, lane, borrower):
         admin.execute("SELECT pg_terminate_backend(%s)", [pid])
-        assert wait_until(
-            lambda: (
-                admin.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", [pid]).fetchone()
-                is None
-            )
-        )
+        assert wait_until(lambda: backend_gone(admin, pid))
         holder.needs_rollback = False
     # Handed the dead connection, the borrower's health check drops it; the
     # pool opens a replacement, which the borrower waits for in the pool.
@@ -248,11 +254,7 @@ def test_close_pool_sends_queued_borrowers_to_the_new_pool(
     tiny: tuple[Any, Any], admin: psycopg.Connection[Any]
 ) -> None:
     holder, waiter = tiny
-    pid = pid_of(holder)
-    lane = holder._lease_adapter.lane
-    with HoldConnection(holder):
-        borrower = Borrower(waiter)
-        assert queued(lane, 1)
+    with waiting_behind(holder, waiter) as (pid, lane, borrower):
         holder.close_pool()
         new_pid = borrower.result()
     assert isinstance(new_pid, int), new_pid
@@ -261,22 +263,14 @@ def test_close_pool_sends_queued_borrowers_to_the_new_pool(
     assert waiter._lease_adapter.lane is not lane
     # The connection lent before close_pool() was closed when it came back,
     # not left resting in the closed pool.
-    assert wait_until(
-        lambda: (
-            admin.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", [pid]).fetchone() is None
-        )
-    )
+    assert wait_until(lambda: backend_gone(admin, pid))
 
 
 def test_an_asynchronous_exception_in_a_queued_borrower_loses_nothing(
     tiny: tuple[Any, Any],
 ) -> None:
     holder, waiter = tiny
-    pid = pid_of(holder)
-    lane = holder._lease_adapter.lane
-    with HoldConnection(holder):
-        borrower = Borrower(waiter)
-        assert queued(lane, 1)
+    with waiting_behind(holder, waiter) as (pid, lane, borrower):
         # Delivered when the borrower next runs Python code: as the release
         # wakes it, with the connection handed over (a task's time limit).
         inject(borrower.thread, Injected)
@@ -359,11 +353,7 @@ def test_close_pool_closes_parked_connections(
     assert parked(first) == 1
     first.close_pool()
     assert len(lane) == 0
-    assert wait_until(
-        lambda: (
-            admin.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", [pid]).fetchone() is None
-        )
-    )
+    assert wait_until(lambda: backend_gone(admin, pid))
     # The closed lane parks nothing more; the wrapper finds the new pool.
     assert pid_of(first) != pid
     assert parked(first) == 1
@@ -478,8 +468,4 @@ def test_the_next_borrow_discards_a_hand_over_left_in_the_box(
     assert waiter._lease_counters.discards == discards + 1
     # Of unknown state, the stray was closed, and the pool replaced it.
     assert new_pid != pid
-    assert wait_until(
-        lambda: (
-            admin.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", [pid]).fetchone() is None
-        )
-    )
+    assert wait_until(lambda: backend_gone(admin, pid))
