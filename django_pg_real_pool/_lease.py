@@ -14,9 +14,11 @@ holders are:
 
 Borrowing skips Django's ``connect()``: each physical connection is configured
 once (time zone, role, isolation level, ``connection_created``; see
-``_setup.py``), so a re-borrow is a ``getconn()`` and a few attribute writes.
-Giving back is a ``putconn()``, preceded by a rollback or a ``DISCARD ALL``
-only when the connection needs one.
+``_setup.py``), so a re-borrow is a few attribute writes and a connection
+from the lane (parked by a release, or handed over in its queue once every
+connection is out; see ``_lane.py``) or from the pool. Giving back parks the
+connection or hands it to a queued borrower; it goes back to the pool once a
+second, or after a rollback or a ``DISCARD ALL`` when it needs one.
 """
 
 from __future__ import annotations
