@@ -73,10 +73,11 @@ class Lane:
         "adapter",
         "capacity",
         "closed",
+        "errors",
         "lent",
+        "max_waiting",
         "parked",
         "queue",
-        "timeouts",
         "waiting",
     )
 
@@ -100,8 +101,12 @@ class Lane:
         #: The most the pool lends at once (``None``: no limit, no queue).
         self.capacity = capacity if capacity is not None else 1 << 62
         self.closed = False
-        #: Borrowers that gave up waiting in the queue (the pool counts its own).
-        self.timeouts = 0
+        #: Most borrowers queued at once (0: no limit): psycopg_pool's
+        #: ``max_waiting``, which its own queue no longer sees.
+        self.max_waiting = 0
+        #: Borrowers that gave up waiting in the queue, or found it full (the
+        #: pool counts its own).
+        self.errors = 0
         #: The pool adapter this lane is in front of (its putconn and raw).
         self.adapter = adapter
         _sweeper.watch(self)

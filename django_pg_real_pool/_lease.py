@@ -36,6 +36,7 @@ from django.db.backends.signals import connection_created
 from django.db.utils import ProgrammingError
 from django.utils.asyncio import async_unsafe
 from psycopg.pq import TransactionStatus
+from psycopg_pool import TooManyRequests
 
 from . import _fork, _leaks, _session, _session_policy
 from ._compat import DJANGO_ENSURE_CONNECTION, check_not_async
@@ -434,6 +435,14 @@ class LeaseMixin(ConnectionSetupMixin):
         (the head of the queue was nudged, or the pool turned out to have a
         connection to lend). Raises ``PoolExhausted`` at ``deadline``.
         """
+        if lane.max_waiting and len(lane.queue) >= lane.max_waiting:
+            lane.errors += 1
+            # What psycopg_pool raises for its own queue (Django reports it as
+            # an OperationalError).
+            raise TooManyRequests(
+                f"database alias {self.alias!r}: {len(lane.queue)} requests are already "
+                "waiting for a connection (DATABASES[...]['OPTIONS']['pool']['max_waiting'])"
+            )
         signal = box.signal
         # A wake-up left over from a wait that an asynchronous exception ended.
         signal.acquire(blocking=False)
@@ -469,7 +478,7 @@ class LeaseMixin(ConnectionSetupMixin):
             if lane.withdraw(box):
                 pending = False
                 if timed_out:
-                    lane.timeouts += 1
+                    lane.errors += 1
                     raise lane.adapter.exhausted()
             else:
                 # A release or a nudge took this box out a few instructions

@@ -116,15 +116,15 @@ class PoolAdapter(Protocol):
 
 def with_lane(stats: dict[str, int], lane: Lane) -> dict[str, int]:
     """A pool's statistics with the lane's share: parked connections count as
-    available, borrowers queued in the lane as waiting, and their timeouts as
-    errors (see ``_lane.py``)."""
+    available, borrowers queued in the lane as waiting, and their timeouts and
+    refusals as errors (see ``_lane.py``)."""
     stats = dict(stats)
     parked, queued = len(lane.parked), len(lane.queue)
     stats["pool_available"] = stats.get("pool_available", 0) + parked
     stats["pool_parked"] = parked
     stats["requests_waiting"] = stats.get("requests_waiting", 0) + queued
     stats["lane_waiting"] = queued
-    stats["requests_errors"] = stats.get("requests_errors", 0) + lane.timeouts
+    stats["requests_errors"] = stats.get("requests_errors", 0) + lane.errors
     return stats
 
 
@@ -144,6 +144,7 @@ class NativePool:
         self.alias = alias
         self.suspect_before = 0.0
         self.lane = Lane(self, pool.max_size)
+        self.lane.max_waiting = pool.max_waiting
 
     @property
     def pool(self) -> ConnectionPool[Any]:
@@ -169,6 +170,7 @@ class NativePool:
         # Every connection visits the pool at least once a second: a resize()
         # reaches the lane soon enough.
         lane.capacity = self._pool.max_size
+        lane.max_waiting = self._pool.max_waiting
         return conn
 
     def putconn(self, conn: Any) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from django.db import OperationalError
 
 from django_pg_real_pool import _bracket, _lane
 from django_pg_real_pool.errors import PoolExhausted
@@ -213,7 +214,7 @@ def test_a_borrower_gives_up_in_the_lane_after_the_pool_timeout(engine: str) -> 
             error = borrower.result()
         assert isinstance(error, PoolExhausted), error
         assert "timeout=0.5s" in str(error)
-        assert lane.timeouts == 1
+        assert lane.errors == 1
         assert holder._lease_adapter.stats()["requests_errors"] >= 1
         assert not lane.queue
         # Nothing was lost: the connection serves the next borrower.
@@ -221,6 +222,27 @@ def test_a_borrower_gives_up_in_the_lane_after_the_pool_timeout(engine: str) -> 
     finally:
         waiter.close()
         holder.close()
+        holder.close_pool()
+
+
+def test_max_waiting_bounds_the_lane_queue() -> None:
+    # psycopg_pool enforces max_waiting on its own queue only; the borrowers
+    # now queue in the lane, which enforces it instead.
+    engine = "django_pg_real_pool"
+    options = {"OPTIONS": {"pool": {"min_size": 1, "max_size": 1, "max_waiting": 1, "timeout": 5}}}
+    holder, waiter, third = (make_wrapper(engine, "lane-max-waiting", **options) for _ in range(3))
+    try:
+        with waiting_behind(holder, waiter) as (pid, lane, borrower):
+            stats = holder._lease_adapter.stats()
+            with pytest.raises(OperationalError, match="1 requests are already waiting"):
+                pid_of(third)
+            assert holder._lease_adapter.stats()["requests_errors"] == stats["requests_errors"] + 1
+            assert list(lane.queue) == [waiter._lease_box]
+        # The queued borrower was not disturbed.
+        assert borrower.result() == pid
+    finally:
+        for wrapper in (third, waiter, holder):
+            wrapper.close()
         holder.close_pool()
 
 
