@@ -187,7 +187,8 @@ class NativePool:
         return bool(stats["pool_available"] or stats["pool_size"] < stats["pool_max"])
 
     def exhausted(self) -> PoolExhausted:
-        stats = self._pool.get_stats()
+        # The lane's queued borrowers count as waiting (with_lane).
+        stats = self.stats()
         failed = stats.get("connections_errors", 0)
         if failed and failed >= stats.get("connections_num", 0):
             return PoolExhausted(
@@ -199,7 +200,7 @@ class NativePool:
         return PoolExhausted(
             f"database alias {self.alias!r}: no pooled connection became free within "
             f"the pool timeout ({self.describe()}; "
-            f"{stats.get('requests_waiting', 0) + len(self.lane.queue)} other requests waiting"
+            f"{stats['requests_waiting']} other requests waiting"
             + (f", {failed} connection attempts failed" if failed else "")
             + f"). To fix: {self.exhausted_hint()}."
         )
