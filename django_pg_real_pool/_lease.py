@@ -441,7 +441,8 @@ class LeaseMixin(ConnectionSetupMixin):
             # an OperationalError).
             raise TooManyRequests(
                 f"database alias {self.alias!r}: {len(lane.queue)} requests are already "
-                "waiting for a connection (DATABASES[...]['OPTIONS']['pool']['max_waiting'])"
+                "waiting for a connection, the pool's max_waiting. To fix: raise "
+                f"DATABASES[{self.alias!r}]['OPTIONS']['pool']['max_waiting'] (or 'max_size')"
             )
         signal = box.signal
         # A wake-up left over from a wait that an asynchronous exception ended.

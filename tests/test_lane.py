@@ -234,8 +234,11 @@ def test_max_waiting_bounds_the_lane_queue() -> None:
     try:
         with waiting_behind(holder, waiter) as (pid, lane, borrower):
             stats = holder._lease_adapter.stats()
-            with pytest.raises(OperationalError, match="1 requests are already waiting"):
+            with pytest.raises(OperationalError, match="1 requests are already waiting") as info:
                 pid_of(third)
+            assert "DATABASES['lane-max-waiting']['OPTIONS']['pool']['max_waiting']" in str(
+                info.value
+            )
             assert holder._lease_adapter.stats()["requests_errors"] == stats["requests_errors"] + 1
             assert list(lane.queue) == [waiter._lease_box]
         # The queued borrower was not disturbed.
