@@ -10,12 +10,18 @@ minutes of the machine, and their ratios hold still.
 
 Per configuration: requests/s over its phases, client CPU per request (this
 process's CPU time during its phases / its requests), PgBouncer's own CPU
-during its phases, p50/p99. A request counts for the configuration it started
-on. One that straddles a switch finishes in
-the next phase: each phase ends with requests in flight and starts with the
-previous configuration's tails, alike for every configuration (the figures
-report how many straddled). Peak server connections come from ``webload``
-(separate runs), not from here.
+during its phases, p50/p99.
+
+At a switch, no request of the next configuration starts before every thread
+has finished its request in flight (the drain, part of the phase's time): a
+configuration never runs beside another one's requests. Letting them overlap
+put one configuration's load on the next one's figures, and unevenly: traced
+borrows of this engine that straddled into a ``held`` phase waited 100-290 ms
+in its queue, because each hand-over needs the GIL that 128 busy threads then
+hold, where PgBouncer hands its server connections over without it. Each
+thread then begins the next phase after a random part of W, as it would in a
+steady state (``--start together``: all at once, a burst of T requests).
+Peak server connections come from ``webload`` (separate runs), not from here.
 
 Usage::
 
@@ -28,6 +34,7 @@ import argparse
 import contextlib
 import json
 import random
+import statistics
 import sys
 import threading
 import time
@@ -61,6 +68,13 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--phase", type=float, default=1.0, help="seconds per phase")
     parser.add_argument("--warmup", type=float, default=1.0, help="warm-up per configuration")
+    parser.add_argument(
+        "--start",
+        choices=("staggered", "together"),
+        default="staggered",
+        help="how a phase's threads begin: each after a random part of W, as in a steady "
+        "state (default), or all at once (a burst of T requests)",
+    )
     add_workload_arguments(parser)
     return parser.parse_args()
 
@@ -73,7 +87,6 @@ def new_tally(configs: list[str]) -> dict[str, Any]:
     return {
         "counted": {kind: [0, 0, 0] for kind in configs},
         "latencies": {kind: [] for kind in configs},
-        "straddled": 0,
     }
 
 
@@ -96,25 +109,37 @@ def child(cfg: dict[str, Any]) -> dict[str, Any]:
     from django.db import connections
 
     work = cfg["work_ms"] / 1000
+    threads_n = cfg["threads"]
+    staggered = cfg["start"] == "staggered"
     stop = threading.Event()
-    # (phase number, configuration): a request counts for the configuration it
-    # started on; a changed phase number at its end means it straddled a switch.
-    current: list[Any] = [0, configs[0]]
+    # The configuration requests start on (None: drained, no request starts).
+    phase: list[str | None] = [None]
+    gate = threading.Condition()
+    parked = [0]  # threads waiting at the gate
     # Per thread, merged at the end: no shared counter is ever incremented.
-    per_thread = [new_tally(configs) for _ in range(cfg["threads"])]
+    per_thread = [new_tally(configs) for _ in range(threads_n)]
 
     def worker(idx: int) -> None:
         rnd = random.Random(idx)
+        offsets = random.Random(-1 - idx)
         try:
             while not stop.is_set():
-                seq, kind = current
+                kind = phase[0]
+                if kind is None:
+                    with gate:
+                        parked[0] += 1
+                        gate.notify_all()
+                        while phase[0] is None and not stop.is_set():
+                            gate.wait()
+                        parked[0] -= 1
+                    if staggered and not stop.is_set():
+                        # Arrive as in a steady state: this thread was in its
+                        # non-database work when the phase began.
+                        time.sleep(offsets.uniform(0, work))
+                    continue
                 t0 = perf_counter()
                 outcome = one_request(connections[kind], rnd, work)
-                if current[0] == -1:  # finished after the measured time
-                    continue
                 tally = per_thread[idx]  # replaced when the warm-up ends
-                if current[0] != seq:
-                    tally["straddled"] += 1
                 tally["counted"][kind][outcome] += 1
                 if outcome == OK:
                     tally["latencies"][kind].append((perf_counter() - t0) * 1000)
@@ -122,21 +147,35 @@ def child(cfg: dict[str, Any]) -> dict[str, Any]:
             for kind in configs:
                 connections[kind].close()
 
+    def start(kind: str) -> None:
+        with gate:
+            phase[0] = kind
+            gate.notify_all()
+
+    def drain() -> None:
+        """No new request; return once every thread finished its own."""
+        deadline = time.monotonic() + cfg["pool_timeout"] + 60
+        with gate:
+            phase[0] = None
+            while parked[0] < threads_n:
+                if not gate.wait(timeout=max(0.0, deadline - time.monotonic())):
+                    raise RuntimeError(f"{threads_n - parked[0]} threads never finished")
+
     threads = [
-        threading.Thread(target=worker, args=(i,), name=f"req-{i}") for i in range(cfg["threads"])
+        threading.Thread(target=worker, args=(i,), name=f"req-{i}") for i in range(threads_n)
     ]
     for thread in threads:
         thread.start()
-    seq = 0
     for kind in configs:  # warm-up: every alias connected, pools filled
-        seq += 1
-        current[:] = [seq, kind]
+        start(kind)
         time.sleep(cfg["warmup"])
-    for idx in range(cfg["threads"]):
+        drain()
+    for idx in range(threads_n):
         per_thread[idx] = new_tally(configs)
     wall = dict.fromkeys(configs, 0.0)
     cpu = dict.fromkeys(configs, 0.0)
     proxy_cpu = dict.fromkeys(configs, 0.0)
+    drains: dict[str, list[float]] = {kind: [] for kind in configs}
     # The engine's borrows, how many of them queued in its lane, and how
     # many reached psycopg_pool (the rest took a parked connection) or
     # queued there.
@@ -147,20 +186,27 @@ def child(cfg: dict[str, Any]) -> dict[str, Any]:
         return h.cpu_seconds(pid) if pid is not None else 0.0
 
     end = time.monotonic() + cfg["seconds"]
-    while time.monotonic() < end:
-        for kind in configs:
-            seq += 1
-            w0, c0, p0 = perf_counter(), process_time(), bouncer_cpu()
-            b0 = borrow_counts(kind)
-            current[:] = [seq, kind]
-            time.sleep(cfg["phase"])
-            wall[kind] += perf_counter() - w0
-            cpu[kind] += process_time() - c0
-            proxy_cpu[kind] += bouncer_cpu() - p0
-            for i, value in enumerate(borrow_counts(kind)):
-                borrows[kind][i] += value - b0[i]
-    current[0] = -1  # nothing after this counts
-    stop.set()
+    try:
+        while time.monotonic() < end:
+            for kind in configs:
+                w0, c0, p0 = perf_counter(), process_time(), bouncer_cpu()
+                b0 = borrow_counts(kind)
+                start(kind)
+                time.sleep(cfg["phase"])  # the phase's length, not a wait for an event
+                d0 = perf_counter()
+                drain()
+                w1 = perf_counter()
+                drains[kind].append(w1 - d0)
+                wall[kind] += w1 - w0
+                cpu[kind] += process_time() - c0
+                proxy_cpu[kind] += bouncer_cpu() - p0
+                for i, value in enumerate(borrow_counts(kind)):
+                    borrows[kind][i] += value - b0[i]
+    finally:
+        # Also when a drain gave up: the threads must not keep the process alive.
+        stop.set()
+        with gate:
+            gate.notify_all()
     for thread in threads:
         thread.join()
     h.close_django_pools()
@@ -184,8 +230,9 @@ def child(cfg: dict[str, Any]) -> dict[str, Any]:
             "lane_queued": borrows[kind][1],
             "pool_requests": borrows[kind][2],
             "pool_queued": borrows[kind][3],
+            "mean_drain_ms": statistics.mean(drains[kind]) * 1000,
         }
-    return {"configs": results, "straddled": sum(t["straddled"] for t in per_thread)}
+    return {"configs": results}
 
 
 def borrow_counts(kind: str) -> tuple[int, int, int, int]:
@@ -250,6 +297,7 @@ def main() -> None:
             "threads T": thread_counts,
             **workload_params(args, q_ms, q_idle_ms),
             "measured per T": f"{args.seconds:g} s in phases of {args.phase:g} s",
+            "phase start": args.start,
             "configurations (rotation order)": {k: h.KINDS[k] for k in configs},
             **conditions_params(args, dsn),
         }
@@ -269,6 +317,7 @@ def main() -> None:
                     "seconds": args.seconds,
                     "phase": args.phase,
                     "warmup": args.warmup,
+                    "start": args.start,
                     "switch_interval": args.switch_interval,
                 }
                 t0 = time.monotonic()
@@ -307,6 +356,7 @@ def report(
                     f"{r['cpu_us_per_request'] / held['cpu_us_per_request']:.2f}"
                     if held
                     else "n/a",
+                    f"{r['mean_drain_ms']:.0f}",
                     r["ok"],
                 ]
             )
@@ -321,6 +371,7 @@ def report(
         "p99 ms",
         "client CPU µs/req",
         "CPU / held",
+        "drain ms",
         "requests",
     ]
     print(h.markdown_table(headers, rows))
@@ -332,12 +383,12 @@ def report(
                     f"\nT={threads}, real: {real['borrows']} borrows; "
                     f"{real['lane_queued']} waited in the lane's queue for a release; psycopg_pool "
                     f"got {real['pool_requests']} requests, {real['pool_queued']} of which "
-                    "queued there (the others took a parked connection; counted at phase "
-                    "edges, where borrows in flight make the counts differ: a wait counts when "
-                    "it starts, a borrow when it ends)"
+                    "queued there (the others took a parked connection)"
                 )
-    straddled = ", ".join(f"T={t}: {run['straddled']}" for t, run in runs.items())
-    print(f"\n(requests that straddled a switch, counted where they began: {straddled})")
+    print(
+        "\n(drain = from a phase's end until every thread finished its request in flight, "
+        "mean per phase; part of the phase's time)"
+    )
     if "real" in configs and "pgbouncer" in configs:
         print("\n### This engine against PgBouncer, same minutes\n")
         rows = []
