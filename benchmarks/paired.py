@@ -8,20 +8,21 @@ threads use (one Django alias each) switches every ``--phase`` seconds:
 held -> pgbouncer -> real -> held ... Every configuration thus samples the same
 minutes of the machine, and their ratios hold still.
 
-Per configuration: requests/s over its phases, client CPU per request (this
-process's CPU time during its phases / its requests), PgBouncer's own CPU
-during its phases, p50/p99.
+Per configuration: requests/s (requests started during its phases / their
+length), client CPU per request (this process's CPU time during its phases and
+their drains / its requests), PgBouncer's own CPU during the same, p50/p99.
 
 At a switch, no request of the next configuration starts before every thread
-has finished its request in flight (the drain, part of the phase's time): a
-configuration never runs beside another one's requests. Letting them overlap
-put one configuration's load on the next one's figures, and unevenly: traced
-borrows of this engine that straddled into a ``held`` phase waited 100-290 ms
-in its queue, because each hand-over needs the GIL that 128 busy threads then
-hold, where PgBouncer hands its server connections over without it. Each
-thread then begins the next phase after a random part of W, as it would in a
-steady state (``--start together``: all at once, a burst of T requests).
-Peak server connections come from ``webload`` (separate runs), not from here.
+has finished its request in flight (the drain, reported apart; its requests'
+latencies and CPU count for their configuration): a configuration never runs
+beside another one's requests. Letting them overlap put one configuration's
+load on the next one's figures, and unevenly: traced borrows of this engine
+that straddled into a ``held`` phase waited 100-290 ms in its queue, because
+each hand-over needs the GIL, which 128 busy threads then held; PgBouncer
+hands its server connections over without it. Each thread then begins the
+next phase after a random part of W, as it would in a steady state
+(``--start together``: all at once, a burst of T requests). Peak server
+connections come from ``webload`` (separate runs), not from here.
 
 Usage::
 
@@ -197,7 +198,7 @@ def child(cfg: dict[str, Any]) -> dict[str, Any]:
                 drain()
                 w1 = perf_counter()
                 drains[kind].append(w1 - d0)
-                wall[kind] += w1 - w0
+                wall[kind] += d0 - w0
                 cpu[kind] += process_time() - c0
                 proxy_cpu[kind] += bouncer_cpu() - p0
                 for i, value in enumerate(borrow_counts(kind)):
@@ -387,7 +388,7 @@ def report(
                 )
     print(
         "\n(drain = from a phase's end until every thread finished its request in flight, "
-        "mean per phase; part of the phase's time)"
+        "mean per phase; req/s counts the requests started during the phases)"
     )
     if "real" in configs and "pgbouncer" in configs:
         print("\n### This engine against PgBouncer, same minutes\n")
