@@ -28,6 +28,35 @@ class PoolGone(Exception):
     """The alias's pool was closed (``close_pool()``); borrow from the new one."""
 
 
+class _SelectPoller:
+    """``select.poll()``'s zero-timeout check through ``select.select()``, for
+    where ``select.poll`` is missing: Windows, and eventlet's monkey-patching,
+    which removes it (its green ``select()`` answers a zero timeout right)."""
+
+    __slots__ = ("_fd",)
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+
+    def poll(self, timeout: int = 0) -> list[int]:
+        try:
+            readable, _, _ = select.select([self._fd], [], [], timeout)
+        except (OSError, ValueError):
+            # A closed descriptor: as poll()'s POLLNVAL, a reason to look closer.
+            return [self._fd]
+        return readable
+
+
+def _poller(fd: int) -> Any:
+    """A ``poll`` object watching ``fd`` for input (see ``ConnState.poller``)."""
+    poll = getattr(select, "poll", None)
+    if poll is None:
+        return _SelectPoller(fd)
+    poller = poll()
+    poller.register(fd, select.POLLIN)
+    return poller
+
+
 class ConnState:
     """What the engine remembers about one physical connection."""
 
@@ -41,8 +70,7 @@ class ConnState:
         #: ``poll()`` on an object kept per connection is cheaper than
         #: ``select()``, which rebuilds its descriptor sets; a closed descriptor
         #: reports ``POLLNVAL``, readable too.
-        self.poller = select.poll()
-        self.poller.register(fd, select.POLLIN)
+        self.poller = _poller(fd)
         #: Time zone and role applied (Django's ``_configure_connection``).
         self.configured = False
         #: ``connection_created`` sent for this physical connection.

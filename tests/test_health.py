@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import select
 from collections.abc import Iterator
 from typing import Any
 
@@ -71,6 +72,36 @@ def test_terminating_every_backend_costs_no_failed_query(
         ).fetchall()
     assert killed
     # Every query succeeds: stale connections are spotted before use.
+    pids = [pid(wrapper) for _ in range(20)]
+    assert len(pids) == 20
+    assert wrapper._lease_counters["stale"] >= 1
+
+
+@pytest.fixture
+def without_poll(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``select.poll`` missing, as on Windows and under eventlet's monkey-patching."""
+    monkeypatch.delattr(select, "poll")
+
+
+def test_dead_connections_spotted_without_select_poll(
+    without_poll: None, wrapper: Any, server: PostgresServer
+) -> None:
+    warm(wrapper)
+    wrapper.ensure_connection()
+    assert type(wrapper._lease_state.poller).__name__ == "_SelectPoller"
+    wrapper.close()
+    pings = wrapper._lease_counters["pings"]
+    for _ in range(20):
+        pid(wrapper)
+    # A healthy borrow still costs no round trip.
+    assert wrapper._lease_counters["pings"] == pings
+    with psycopg.connect(server.dsn(), autocommit=True) as admin:
+        killed = admin.execute(
+            "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity "
+            "WHERE application_name = %s",
+            [wrapper.alias],
+        ).fetchall()
+    assert killed
     pids = [pid(wrapper) for _ in range(20)]
     assert len(pids) == 20
     assert wrapper._lease_counters["stale"] >= 1
