@@ -99,9 +99,11 @@ class Project:
         engine: str = "real",
         max_size: int = 4,
         leak_log: Path | None = None,
+        gevent: bool = False,
         **env: str,
     ) -> ManagedProcess:
-        """Start ``rundramatiq`` (one process) and wait until it consumes."""
+        """Start ``rundramatiq`` (one process) and wait until it consumes;
+        ``gevent``: its worker threads are greenlets (``dramatiq-gevent``)."""
         settings_env = {
             DSN_ENV: self.dsn,
             "DJANGO_SETTINGS_MODULE": "dq_project.settings",
@@ -123,6 +125,7 @@ class Project:
                 str(threads),
                 "--worker-shutdown-timeout",
                 "30000",
+                *(["--use-gevent"] if gevent else []),
             ],
             env=settings_env,
             cwd=PROJECT_DIR,

@@ -6,6 +6,7 @@ and is never retried, so the sender sees exactly what happened.
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from contextlib import ExitStack
@@ -70,6 +71,8 @@ def probe() -> dict[str, Any]:
         pid, search_path, fresh_transaction, temp_tables, cursors = cursor.fetchone()
     seen: dict[str, Any] = {
         "thread": threading.get_ident(),
+        # dramatiq-gevent: worker threads are greenlets.
+        "gevent": _gevent_patched(),
         "pid": pid,
         "search_path": search_path,
         "fresh_transaction": fresh_transaction,
@@ -82,6 +85,11 @@ def probe() -> dict[str, Any]:
     }
     seen.update(pool_state())
     return seen
+
+
+def _gevent_patched() -> bool:
+    monkey = sys.modules.get("gevent.monkey")
+    return bool(monkey is not None and monkey.is_module_patched("socket"))
 
 
 def pool_state() -> dict[str, Any]:

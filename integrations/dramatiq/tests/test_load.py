@@ -1,4 +1,5 @@
-"""16 worker threads on a pool of 4, against Django's stock pool; SIGTERM under load.
+"""16 worker threads (32 greenlets under gevent) on a pool of 4, against Django's stock
+pool; SIGTERM under load.
 
 Each message queries, works 50 ms without the database, and queries again.
 django-dramatiq's ``AdminMiddleware`` (writes in its hooks) and
@@ -90,6 +91,35 @@ def test_sigterm_during_load_leaves_no_session(
     assert "PoolExhausted" not in output
     assert "failed in the dramatiq middleware" not in output
     assert "RealPoolMiddleware object" not in output
+
+
+def test_gevent_greenlets_share_four_connections(
+    dq: harness.Project, admin: psycopg.Connection[Any]
+) -> None:
+    # dramatiq-gevent: one OS thread, the worker "threads" are greenlets;
+    # psycopg waits cooperatively and the engine's locks are gevent's.
+    dq.broker.flush_all()
+    greenlets = 2 * THREADS
+    worker = dq.worker(threads=greenlets, max_size=MAX_SIZE, gevent=True)
+    try:
+        figures = harness.measure_load(dq, tasks=TASKS, threads=greenlets, work_ms=WORK_MS)
+        assert [o for o in figures["outcomes"] if not o.ok] == []
+        assert figures["peak_connections"] <= MAX_SIZE
+        assert len(figures["pids"]) <= MAX_SIZE
+        assert figures["peak_concurrent_work"] > 2 * MAX_SIZE, figures
+        probe = dq.outcome(dq.send("probe"))
+        assert probe.ok, probe
+        assert probe.value["gevent"], probe.value
+        assert probe.value["released"] and probe.value["holders"] == {}, probe.value
+        assert harness.stop_gracefully(worker) == 0
+    finally:
+        worker.stop()
+    assert wait_until(lambda: not sessions(admin, "dramatiq"), timeout=10), sessions(
+        admin, "dramatiq"
+    )
+    output = worker.output()
+    assert "leaked on database alias" not in output
+    assert "PoolExhausted" not in output
 
 
 def test_stock_pool_holds_a_connection_per_busy_thread(dq: harness.Project) -> None:
