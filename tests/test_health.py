@@ -64,6 +64,12 @@ def test_terminating_every_backend_costs_no_failed_query(
     wrapper: Any, server: PostgresServer
 ) -> None:
     warm(wrapper)
+    check_terminated_backends_are_spotted(wrapper, server)
+
+
+def check_terminated_backends_are_spotted(wrapper: Any, server: PostgresServer) -> None:
+    """Terminate every backend of ``wrapper``'s pool: every later query still
+    succeeds, because stale connections are spotted before use."""
     with psycopg.connect(server.dsn(), autocommit=True) as admin:
         killed = admin.execute(
             "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity "
@@ -71,7 +77,6 @@ def test_terminating_every_backend_costs_no_failed_query(
             [wrapper.alias],
         ).fetchall()
     assert killed
-    # Every query succeeds: stale connections are spotted before use.
     pids = [pid(wrapper) for _ in range(20)]
     assert len(pids) == 20
     assert wrapper._lease_counters["stale"] >= 1
@@ -95,16 +100,7 @@ def test_dead_connections_spotted_without_select_poll(
         pid(wrapper)
     # A healthy borrow still costs no round trip.
     assert wrapper._lease_counters["pings"] == pings
-    with psycopg.connect(server.dsn(), autocommit=True) as admin:
-        killed = admin.execute(
-            "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity "
-            "WHERE application_name = %s",
-            [wrapper.alias],
-        ).fetchall()
-    assert killed
-    pids = [pid(wrapper) for _ in range(20)]
-    assert len(pids) == 20
-    assert wrapper._lease_counters["stale"] >= 1
+    check_terminated_backends_are_spotted(wrapper, server)
 
 
 def test_server_restart_costs_no_failed_query(wrapper: Any, server: PostgresServer) -> None:

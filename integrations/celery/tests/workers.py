@@ -132,6 +132,22 @@ def assert_clean(worker: RunningWorker) -> list[dict[str, Any]]:
     return probes
 
 
+def check_load_on_small_pools(
+    worker: RunningWorker, *, max_connections: int, tasks: int = 400
+) -> list[dict[str, Any]]:
+    """``tasks`` of query, 50 ms of other work, query: every one succeeds, on
+    at most ``max_connections`` backends (the pools' sizes added up), and the
+    worker is clean afterwards. Returns the probes."""
+    result = worker.load(tasks, work_ms=50)
+    assert (result.ok, result.errors, result.pool_timeouts) == (tasks, 0, 0)
+    assert result.peak_connections <= max_connections
+    # Every query of every task ran on one of these backends: without the
+    # engine's bracket, Celery's fixup closes a prefork child's pool at each
+    # task boundary (about one backend per task).
+    assert 1 <= len(result.backend_pids) <= max_connections
+    return assert_clean(worker)
+
+
 def leaks_counted(probes: list[dict[str, Any]]) -> int:
     """The engine's leak counter, summed over the worker's processes."""
     return sum({p["pid"]: p["leaks_counted"] for p in probes}.values())
