@@ -46,12 +46,14 @@ def pool_options_of(alias: str, settings_dict: Mapping[str, Any]) -> dict[str, A
             "dict of psycopg_pool.ConnectionPool arguments such as "
             "{'min_size': 2, 'max_size': 10, 'timeout': 10}."
         )
-    forbidden = sorted({"check", "configure", "reset", "connection_class", "kwargs"} & set(pool))
+    # A "check" of the user's is kept, as Django 6 keeps it: psycopg_pool runs
+    # it when it lends a connection (see the README's "Health checks").
+    forbidden = sorted({"configure", "reset", "connection_class", "kwargs"} & set(pool))
     if forbidden:
         raise ImproperlyConfigured(
             f"DATABASES[{alias!r}]['OPTIONS']['pool'] sets {forbidden}: the engine supplies "
-            "these itself (health checks, per-connection set-up, session reset). Remove "
-            "them; use OPTIONS['real_pool'] and CONN_HEALTH_CHECKS to tune checks."
+            "these itself (per-connection set-up, session reset). Remove them; use "
+            "OPTIONS['real_pool'] for the engine's own settings."
         )
     min_size = pool.get("min_size", 4)
     max_size = pool.get("max_size")

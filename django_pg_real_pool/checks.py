@@ -39,7 +39,7 @@ DEFAULT_POOL_TIMEOUT = 30.0
 #: PgBouncer's default port.
 PGBOUNCER_PORT = 6432
 #: Keys the native engine supplies to ``psycopg_pool.ConnectionPool`` itself.
-_ENGINE_POOL_KEYS = ("check", "configure", "connection_class", "kwargs", "reset")
+_ENGINE_POOL_KEYS = ("configure", "connection_class", "kwargs", "reset")
 
 # Integration checks: (our module, the third-party package it needs).
 _INTEGRATIONS = (
@@ -153,9 +153,9 @@ def _check_native_pool(alias: str, obj: str, options: Mapping[str, Any]) -> list
         messages.append(
             Error(
                 f"OPTIONS['pool'] sets {forbidden}, which the engine supplies itself "
-                "(health checks, per-connection set-up, session reset).",
-                hint=f"Remove {forbidden} from {obj}['OPTIONS']['pool']; tune checks with "
-                f"{obj}['OPTIONS']['{OPTIONS_KEY}'] and CONN_HEALTH_CHECKS.",
+                "(per-connection set-up, session reset).",
+                hint=f"Remove {forbidden} from {obj}['OPTIONS']['pool']; the engine's own "
+                f"settings are in {obj}['OPTIONS']['{OPTIONS_KEY}'].",
                 obj=obj,
                 id=_id("E006"),
             )

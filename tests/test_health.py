@@ -10,6 +10,7 @@ import psycopg
 import pytest
 
 from tests.support.pgserver import PostgresServer, settings_from_dsn
+from tests.support.pgstat import wait_until
 from tests.support.pgstat import wrapper_backend_pid as pid
 from tests.test_pool_limits import make_wrapper
 
@@ -130,6 +131,56 @@ def test_idle_connections_checked_with_health_checks_on(server: PostgresServer) 
             pid(w)
         # Idle longer than 0 s: every later borrow pings first.
         assert counters["pings"] - pings == counters["acquires"] - acquires == 5
+    finally:
+        w.close()
+        w.close_pool()
+
+
+def test_a_check_of_your_own_runs_when_the_pool_lends(server: PostgresServer) -> None:
+    """``OPTIONS["pool"]["check"]`` goes to psycopg_pool (as on Django 6): it
+    runs when the pool lends a connection, not at every borrow; a connection
+    it finds broken is discarded and the borrower gets another."""
+    checked: list[int] = []
+    refused: list[int] = []
+
+    def check(conn: psycopg.Connection[Any]) -> None:
+        backend = conn.info.backend_pid
+        conn.execute("SELECT 1")
+        if not refused:
+            # As a check that finds a connection broken: it is closed.
+            refused.append(backend)
+            conn.close()
+            raise psycopg.OperationalError("refused by the test's check")
+        checked.append(backend)
+
+    alias = "health-user-check"
+    settings = {
+        **settings_from_dsn(server.dsn()),
+        "OPTIONS": {
+            "pool": {"min_size": 1, "max_size": 2, "timeout": 10, "check": check},
+            "application_name": alias,
+        },
+    }
+    w = make_wrapper("django_pg_real_pool", alias, **settings)
+    try:
+        first = pid(w)
+        # The first connection failed the check: the pool closed it.
+        assert first != refused[0]
+        assert checked == [first]
+        borrows = [pid(w) for _ in range(50)]
+        # Released connections are parked and handed on in-process: the pool
+        # lends (and checks) again only when one went back to it.
+        assert 1 <= len(checked) < len(borrows)
+        assert set(borrows) <= set(checked)
+        # The backend of the refused connection ends once its socket closed.
+        with psycopg.connect(server.dsn(), autocommit=True) as admin:
+
+            def gone() -> bool:
+                return not admin.execute(
+                    "SELECT 1 FROM pg_stat_activity WHERE pid = %s", [refused[0]]
+                ).fetchall()
+
+            assert wait_until(gone, timeout=10)
     finally:
         w.close()
         w.close_pool()
