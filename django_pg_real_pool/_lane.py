@@ -70,7 +70,7 @@ class Lane:
 
     __slots__ = (
         "__weakref__",
-        "adapter",
+        "_adapter",
         "capacity",
         "closed",
         "errors",
@@ -107,9 +107,16 @@ class Lane:
         #: Borrowers that gave up waiting in the queue, or found it full (the
         #: pool counts its own).
         self.errors = 0
-        #: The pool adapter this lane is in front of (its putconn and raw).
-        self.adapter = adapter
+        # The adapter holds the lane: a weak reference back keeps the pair out
+        # of a reference cycle, so a closed pool is freed as soon as the last
+        # wrapper lets go of it, not at some later garbage collection.
+        self._adapter = weakref.ref(adapter)
         _sweeper.watch(self)
+
+    @property
+    def adapter(self) -> Any:
+        """The pool adapter this lane is in front of (its putconn and raw)."""
+        return self._adapter()
 
     def take(self) -> Any:
         """A parked connection, or ``None``."""

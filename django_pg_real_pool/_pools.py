@@ -164,7 +164,7 @@ def ping(raw: psycopg.Connection[Any]) -> None:
 class NativePool:
     """Adapter over the ``psycopg_pool.ConnectionPool`` Django 5.1+ creates."""
 
-    __slots__ = ("_pool", "alias", "lane", "suspect_before")
+    __slots__ = ("__weakref__", "_pool", "alias", "lane", "suspect_before")
     raw_is_conn = True
 
     def __init__(self, pool: ConnectionPool[Any], alias: str) -> None:

@@ -17,6 +17,8 @@ from django.db.backends.postgresql import base as pg_base  # noqa: E402
 
 check_psycopg3(pg_base.is_psycopg3)  # type: ignore[attr-defined]
 
+import psycopg  # noqa: E402
+
 from . import _fork  # noqa: E402
 from ._lease import LeaseMixin  # noqa: E402
 from ._pools import NativePool, PooledConnection, native_pools_lock  # noqa: E402
@@ -37,6 +39,8 @@ class DatabaseWrapper(LeaseMixin, pg_base.DatabaseWrapper):  # type: ignore[misc
     # may serve different aliases in one process.
     _connection_pools: ClassVar[dict[str, ConnectionPool[Any]]] = {}
     _adapters: ClassVar[dict[str, NativePool]] = {}
+    # Each pool's configure callback, cut loose from its wrapper at close_pool().
+    _configures: ClassVar[dict[str, _Configure]] = {}
 
     @property
     def pool(self) -> ConnectionPool[Any] | None:  # type: ignore[override]
@@ -66,10 +70,11 @@ class DatabaseWrapper(LeaseMixin, pg_base.DatabaseWrapper):  # type: ignore[misc
             # needs no round trip to set it.
             connect_kwargs["autocommit"] = True
             options.setdefault("name", f"django_pg_real_pool:{self.alias}")
+            configure = self._configures[self.alias] = _Configure(self)
             pool = ConnectionPool(
                 kwargs=connect_kwargs,
                 open=False,
-                configure=self._lease_configure,
+                configure=configure,
                 connection_class=PooledConnection,
                 **options,
             )
@@ -96,19 +101,46 @@ class DatabaseWrapper(LeaseMixin, pg_base.DatabaseWrapper):  # type: ignore[misc
     def close_pool(self) -> None:
         pool = self._connection_pools.pop(self.alias, None)
         adapter = self._adapters.pop(self.alias, None)
+        configure = self._configures.pop(self.alias, None)
         if adapter is not None:
             adapter.lane.close()
         if pool is not None:
             pool.close()
+        if configure is not None:
+            configure.wrapper = None
         # This wrapper finds the new pool at its next borrow; other threads'
         # wrappers notice the closed pool when they next borrow.
         self._lease_settings = None
+
+
+class _Configure:
+    """A pool's ``configure`` callback: the wrapper that created the pool
+    configures each new connection, as with Django's own pool.
+
+    That wrapper holds the pool's adapter, which holds the pool: holding the
+    wrapper from the pool would close a reference cycle, which only the garbage
+    collector frees. ``close_pool()`` cuts this link, so a closed pool is freed
+    as soon as the last wrapper lets go of it.
+    """
+
+    __slots__ = ("wrapper",)
+
+    def __init__(self, wrapper: DatabaseWrapper) -> None:
+        self.wrapper: DatabaseWrapper | None = wrapper
+
+    def __call__(self, raw: Any) -> None:
+        wrapper = self.wrapper
+        if wrapper is None:
+            # A connection opening while its pool closes: psycopg_pool drops it.
+            raise psycopg.OperationalError("the pool was closed")
+        wrapper._lease_configure(raw)
 
 
 def _forget_pools_after_fork() -> list[Any]:
     inherited: list[Any] = list(DatabaseWrapper._connection_pools.values())
     DatabaseWrapper._connection_pools.clear()
     DatabaseWrapper._adapters.clear()
+    DatabaseWrapper._configures.clear()
     return inherited
 
 

@@ -6,9 +6,11 @@ and "lent" are unambiguous, and asks the server which backend served what.
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 import threading
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -98,6 +100,30 @@ def test_native_pool_is_not_asked_again_while_connections_park() -> None:
     finally:
         wrapper.close()
         wrapper.close_pool()
+
+
+def test_a_closed_pool_is_freed_without_the_garbage_collector(tiny: tuple[Any, Any]) -> None:
+    """close_pool() leaves no reference cycle: the old adapter and its lane go
+    as soon as the wrappers have borrowed from the new pool. (Django 6.1's
+    test_release_memory_without_garbage_collection found the cycles: the
+    adapter and its lane, and the native pool's configure callback holding the
+    wrapper that holds the adapter.)"""
+    first, second = tiny
+    pid_of(first)
+    pid_of(second)
+    old_adapter = weakref.ref(first._lease_adapter)
+    old_lane = weakref.ref(first._lease_adapter.lane)
+    gc.disable()
+    try:
+        first.close_pool()
+        # Both wrappers move to the new pool (the second finds the old one closed).
+        pid_of(first)
+        pid_of(second)
+        assert first._lease_adapter is second._lease_adapter
+        assert old_adapter() is None
+        assert old_lane() is None
+    finally:
+        gc.enable()
 
 
 class Borrower:

@@ -16,7 +16,7 @@ class QueuePoolAdapter:
     """Borrows ``_ConnectionFairy`` proxies; Django holds the proxy, as with the
     plain django-db-connection-pool engine."""
 
-    __slots__ = ("_pool", "alias", "lane", "suspect_before")
+    __slots__ = ("__weakref__", "_pool", "alias", "lane", "suspect_before")
     raw_is_conn = False
 
     def __init__(self, pool: Any, alias: str) -> None:
