@@ -124,6 +124,22 @@ KNOWN: dict[str, tuple[tuple[str, ...], str]] = {
         _DJ,
         "configures OPTIONS['pool']; this engine uses POOL_OPTIONS",
     ),
+    # Django 6.x tests.
+    _PG + "test_pool_check_can_be_overridden": (
+        _DJ,
+        "configures OPTIONS['pool']; this engine uses POOL_OPTIONS",
+    ),
+    "backends.base.test_base.ConnectionHealthChecksTests.test_health_checks_enabled": (
+        _DJ,
+        "patches CONN_MAX_AGE=None into the wrapper and expects its connection kept between "
+        "queries",
+    ),
+    "backends.base.test_base.ConnectionHealthChecksTests."
+    "test_set_autocommit_health_checks_enabled": (
+        _DJ,
+        "patches CONN_MAX_AGE=None into the wrapper and expects its connection kept between "
+        "queries",
+    ),
 }
 OUTCOMES = ("passed", "failed", "errored", "skipped", "expected_failure")
 BAD = ("failed", "errored")
