@@ -31,6 +31,7 @@ import contextlib
 import importlib.util
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -320,6 +321,48 @@ def regressions(ours: dict[str, Any], stock: dict[str, Any]) -> list[tuple[str, 
     return sorted(found)
 
 
+#: Most tests the confirmation pass re-runs (beyond that, something else is wrong).
+CONFIRM_MAX = 60
+
+
+def disputed(runs: list[dict[str, Any]]) -> list[str]:
+    """Runnable test ids whose outcome on one of our configurations disagrees
+    with stock: the regressions, and the known failures that passed."""
+    by_name = {run["config"]: run for run in runs}
+    stock = by_name.get("stock")
+    if stock is None:
+        return []
+    names: set[str] = set()
+    for run in runs:
+        if run is stock:
+            continue
+        names.update(name for name, _ in regressions(run, stock))
+        names.update(
+            name
+            for name, (configs, _) in KNOWN.items()
+            if run["config"] in configs and run["outcomes"].get(name, {}).get("outcome") == "passed"
+        )
+    # Ids such as "setUpClass (app.tests.Case)" or unittest's _FailedTest are no labels.
+    return sorted(n for n in names if re.fullmatch(r"[\w.]+", n) and not n.startswith("unittest."))
+
+
+def confirm(runs: list[dict[str, Any]], names: list[str], **run_args: Any) -> None:
+    """Re-run ``names`` one process at a time on every configuration and keep
+    those outcomes: Django's parallel runner has been seen to report a test's
+    outcome under a neighbouring test of the same class (Django 6.1, Python
+    3.12: test_pooling_health_checks' failure filed as
+    test_pool_check_can_be_overridden's)."""
+    outdir: Path = run_args.pop("outdir") / "confirm"
+    outdir.mkdir(parents=True, exist_ok=True)
+    print(f"confirming {len(names)} disputed test(s) with --parallel=1", flush=True)
+    for run in runs:
+        again = run_config(labels=names, config=run["config"], outdir=outdir, **run_args)
+        for name in names:
+            if name in again["outcomes"]:
+                run["outcomes"][name] = again["outcomes"][name]
+        run["confirmed"] = len(names)
+
+
 def table(runs: list[dict[str, Any]]) -> str:
     head = "| configuration | run | seconds | tests | " + " | ".join(OUTCOMES) + " |"
     rows = [head, "|" + "---|" * (4 + len(OUTCOMES))]
@@ -338,6 +381,13 @@ def report(runs: list[dict[str, Any]], labels: str, version: str) -> tuple[str, 
         table(runs),
         "",
     ]
+    if any(run.get("confirmed") for run in runs):
+        lines.append(
+            f"({runs[0]['confirmed']} test(s) whose outcome disagreed with stock were run again "
+            "one at a time (--parallel=1) on every configuration; those outcomes are used "
+            "below.)"
+        )
+        lines.append("")
     for run in runs:
         kinds = collections.Counter(o.get("kind", "?") for o in run["outcomes"].values())
         if "?" not in kinds and kinds:
@@ -533,6 +583,19 @@ def main(argv: list[str] | None = None) -> int:
                     outdir=outdir,
                     extra_path=[str(Path(p).resolve()) for p in args.pythonpath],
                 )
+            )
+        names = disputed(runs) if args.parallel > 1 else []
+        if 0 < len(names) <= CONFIRM_MAX:
+            confirm(
+                runs,
+                names,
+                tests=tests,
+                dsn=dsn,
+                parallel=1,
+                start_method=args.start_method,
+                timeout=timeout,
+                outdir=outdir,
+                extra_path=[str(Path(p).resolve()) for p in args.pythonpath],
             )
     text, ok = report(runs, shown, version)
     (outdir / "comparison.md").write_text(text + "\n")
