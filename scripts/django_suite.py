@@ -357,8 +357,13 @@ def confirm(runs: list[dict[str, Any]], names: list[str], **run_args: Any) -> No
     print(f"confirming {len(names)} disputed test(s) with --parallel=1", flush=True)
     for run in runs:
         again = run_config(labels=names, config=run["config"], outdir=outdir, **run_args)
+        # What the whole run said, for tests whose failure depends on the
+        # tests before them (they pass alone).
+        run["whole_run"] = {}
         for name in names:
             if name in again["outcomes"]:
+                if name in run["outcomes"]:
+                    run["whole_run"][name] = run["outcomes"][name]["outcome"]
                 run["outcomes"][name] = again["outcomes"][name]
         run["confirmed"] = len(names)
 
@@ -424,6 +429,16 @@ def report(runs: list[dict[str, Any]], labels: str, version: str) -> tuple[str, 
             for name, (configs, _) in KNOWN.items()
             if config in configs and run["outcomes"].get(name, {}).get("outcome") == "passed"
         )
+        whole_run = run.get("whole_run", {})
+        alone = [n for n in now_passing if whole_run.get(n) in BAD]
+        now_passing = [n for n in now_passing if n not in alone]
+        if alone:
+            lines.append(
+                f"Known, failing on `{config}` in the whole run but passing alone "
+                f"(the tests before them matter): {len(alone)}"
+            )
+            lines.extend(f"- `{name}`: {KNOWN[name][1]}" for name in alone)
+            lines.append("")
         if now_passing:
             lines.append(f"Listed as known but passing on `{config}` (drop from KNOWN):")
             lines.extend(f"- `{name}`" for name in now_passing)
