@@ -13,6 +13,8 @@ from typing import Any
 from django.core.exceptions import ImproperlyConfigured
 from django.db.backends.postgresql.psycopg_any import IsolationLevel
 
+from .checks import ENGINE_POOL_KEYS
+
 logger = logging.getLogger("django_pg_real_pool")
 
 
@@ -48,7 +50,7 @@ def pool_options_of(alias: str, settings_dict: Mapping[str, Any]) -> dict[str, A
         )
     # A "check" of the user's is kept, as Django 6 keeps it: psycopg_pool runs
     # it when it lends a connection (see the README's "Health checks").
-    forbidden = sorted({"configure", "reset", "connection_class", "kwargs"} & set(pool))
+    forbidden = sorted(set(ENGINE_POOL_KEYS) & set(pool))
     if forbidden:
         raise ImproperlyConfigured(
             f"DATABASES[{alias!r}]['OPTIONS']['pool'] sets {forbidden}: the engine supplies "

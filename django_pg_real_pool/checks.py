@@ -38,8 +38,9 @@ TYPICAL_REQUEST_SECONDS = 10.0
 DEFAULT_POOL_TIMEOUT = 30.0
 #: PgBouncer's default port.
 PGBOUNCER_PORT = 6432
-#: Keys the native engine supplies to ``psycopg_pool.ConnectionPool`` itself.
-_ENGINE_POOL_KEYS = ("configure", "connection_class", "kwargs", "reset")
+#: Keys the native engine supplies to ``psycopg_pool.ConnectionPool`` itself
+#: (refused by this check and by ``_validate.pool_options_of`` at first use).
+ENGINE_POOL_KEYS = ("configure", "connection_class", "kwargs", "reset")
 
 # Integration checks: (our module, the third-party package it needs).
 _INTEGRATIONS = (
@@ -148,7 +149,7 @@ def _check_native_pool(alias: str, obj: str, options: Mapping[str, Any]) -> list
                 id=_id("E003"),
             )
         )
-    forbidden = sorted(set(_ENGINE_POOL_KEYS) & set(pool))
+    forbidden = sorted(set(ENGINE_POOL_KEYS) & set(pool))
     if forbidden:
         messages.append(
             Error(
