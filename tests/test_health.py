@@ -10,7 +10,7 @@ import psycopg
 import pytest
 
 from tests.support.pgserver import PostgresServer, settings_from_dsn
-from tests.support.pgstat import wait_until
+from tests.support.pgstat import backend_gone, wait_until
 from tests.support.pgstat import wrapper_backend_pid as pid
 from tests.test_pool_limits import make_wrapper
 
@@ -174,13 +174,7 @@ def test_a_check_of_your_own_runs_when_the_pool_lends(server: PostgresServer) ->
         assert set(borrows) <= set(checked)
         # The backend of the refused connection ends once its socket closed.
         with psycopg.connect(server.dsn(), autocommit=True) as admin:
-
-            def gone() -> bool:
-                return not admin.execute(
-                    "SELECT 1 FROM pg_stat_activity WHERE pid = %s", [refused[0]]
-                ).fetchall()
-
-            assert wait_until(gone, timeout=10)
+            assert wait_until(lambda: backend_gone(admin, refused[0]), timeout=10)
     finally:
         w.close()
         w.close_pool()

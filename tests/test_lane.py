@@ -21,7 +21,7 @@ from django.db import OperationalError
 
 from django_pg_real_pool import _bracket, _lane
 from django_pg_real_pool.errors import PoolExhausted
-from tests.support.pgstat import wait_until
+from tests.support.pgstat import backend_gone, wait_until
 from tests.support.pgstat import wrapper_backend_pid as pid_of
 from tests.test_bracket import Injected
 from tests.test_bracket import _inject as inject
@@ -154,11 +154,6 @@ class Borrower:
         assert not self.thread.is_alive()
         self.wrapper.dec_thread_sharing()
         return self.outcome[0]
-
-
-def backend_gone(admin: psycopg.Connection[Any], pid: int) -> bool:
-    """The server has no session with ``pid`` any more."""
-    return admin.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", [pid]).fetchone() is None
 
 
 def queued(lane: Any, count: int) -> bool:

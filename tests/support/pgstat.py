@@ -64,6 +64,11 @@ def pool_counts(alias: str) -> tuple[int, int]:
     return stats["pool_size"], stats["pool_available"]
 
 
+def backend_gone(admin: psycopg.Connection[Any], pid: int) -> bool:
+    """The server has no session with ``pid`` any more."""
+    return admin.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", [pid]).fetchone() is None
+
+
 def wait_until(predicate: Any, timeout: float = 10.0, interval: float = 0.01) -> bool:
     """Poll ``predicate`` until true; for state with no event to wait on
     (a pool worker thread replacing a discarded connection)."""
