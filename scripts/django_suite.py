@@ -321,6 +321,15 @@ def regressions(ours: dict[str, Any], stock: dict[str, Any]) -> list[tuple[str, 
     return sorted(found)
 
 
+def known_but_passing(run: dict[str, Any]) -> list[str]:
+    """``KNOWN`` entries for ``run``'s configuration that passed there."""
+    return sorted(
+        name
+        for name, (configs, _) in KNOWN.items()
+        if run["config"] in configs and run["outcomes"].get(name, {}).get("outcome") == "passed"
+    )
+
+
 #: Most tests the confirmation pass re-runs (beyond that, something else is wrong).
 CONFIRM_MAX = 60
 
@@ -337,11 +346,7 @@ def disputed(runs: list[dict[str, Any]]) -> list[str]:
         if run is stock:
             continue
         names.update(name for name, _ in regressions(run, stock))
-        names.update(
-            name
-            for name, (configs, _) in KNOWN.items()
-            if run["config"] in configs and run["outcomes"].get(name, {}).get("outcome") == "passed"
-        )
+        names.update(known_but_passing(run))
     # Ids such as "setUpClass (app.tests.Case)" or unittest's _FailedTest are no labels.
     return sorted(n for n in names if re.fullmatch(r"[\w.]+", n) and not n.startswith("unittest."))
 
@@ -424,11 +429,7 @@ def report(runs: list[dict[str, Any]], labels: str, version: str) -> tuple[str, 
             lines.append(f"Known not to hold on `{config}` (docs/django-suite.md): {len(known)}")
             lines.extend(f"- `{name}`: {KNOWN[name][1]}" for name, _ in known)
             lines.append("")
-        now_passing = sorted(
-            name
-            for name, (configs, _) in KNOWN.items()
-            if config in configs and run["outcomes"].get(name, {}).get("outcome") == "passed"
-        )
+        now_passing = known_but_passing(run)
         whole_run = run.get("whole_run", {})
         alone = [n for n in now_passing if whole_run.get(n) in BAD]
         now_passing = [n for n in now_passing if n not in alone]
@@ -574,6 +575,7 @@ def main(argv: list[str] | None = None) -> int:
         f"timeout {timeout:.0f}s per run; output in {outdir}",
         flush=True,
     )
+    extra_path = [str(Path(p).resolve()) for p in args.pythonpath]
     runs = []
     with server() as dsn:
         if not labels:
@@ -596,7 +598,7 @@ def main(argv: list[str] | None = None) -> int:
                     start_method=args.start_method,
                     timeout=timeout,
                     outdir=outdir,
-                    extra_path=[str(Path(p).resolve()) for p in args.pythonpath],
+                    extra_path=extra_path,
                 )
             )
         names = disputed(runs) if args.parallel > 1 else []
@@ -610,7 +612,7 @@ def main(argv: list[str] | None = None) -> int:
                 start_method=args.start_method,
                 timeout=timeout,
                 outdir=outdir,
-                extra_path=[str(Path(p).resolve()) for p in args.pythonpath],
+                extra_path=extra_path,
             )
     text, ok = report(runs, shown, version)
     (outdir / "comparison.md").write_text(text + "\n")
