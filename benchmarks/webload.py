@@ -56,6 +56,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=4.0, help="measured window per run")
     parser.add_argument("--warmup", type=float, default=1.5, help="seconds before the window")
     parser.add_argument(
+        "--lease-cpu",
+        action="store_true",
+        help="also time this engine's borrows and returns in thread CPU, queued borrows apart "
+        "(adds about 1 µs per call: the run's other CPU figures are then not for comparing)",
+    )
+    parser.add_argument(
         "--rss-seconds",
         type=float,
         default=10.0,
@@ -164,6 +170,7 @@ def child(cfg: dict[str, Any]) -> dict[str, Any]:
     )
     from django.db import connections
 
+    lease_cpu = LeaseCpu() if cfg.get("lease_cpu") and cfg["kind"] in ("real", "realdj") else None
     work = cfg["work_ms"] / 1000
     stop = threading.Event()
     records: list[list[tuple[float, float, int]]] = [[] for _ in range(cfg["threads"])]
@@ -205,6 +212,9 @@ def child(cfg: dict[str, Any]) -> dict[str, Any]:
     for thread in threads:
         thread.join()
     lease = lease_counters() if cfg["kind"] in ("real", "realdj") else None
+    if lease is not None and lease_cpu is not None:
+        lease.update(lease_cpu.figures(sum(sum(t) for t in tallies)))
+        lease_cpu.remove()
     h.close_django_pools()
 
     window = [r for rs in records for r in rs if w0 <= r[0] < w1]
@@ -232,16 +242,92 @@ def child(cfg: dict[str, Any]) -> dict[str, Any]:
 
 def lease_counters() -> dict[str, float]:
     """This engine's own view over the whole run: how long a borrow waited for
-    a connection and how long it kept it (includes waiting for the GIL)."""
+    a connection, how many slept in the lane's queue for a release, and how
+    long a borrow kept its connection (includes waiting for the GIL)."""
     from django_pg_real_pool import _fork
 
     counters = _fork.counters_by_alias().get("default") or Counter()
     acquires = max(1, counters.get("acquires", 0))
     return {
         "acquires": counters.get("acquires", 0),
+        "queued": counters.get("queued", 0),
         "mean_wait_us": counters.get("wait_us", 0) / acquires,
         "mean_hold_us": counters.get("use_us", 0) / acquires,
     }
+
+
+class LeaseCpu:
+    """Thread CPU time spent in this engine's borrows (those that slept in the
+    lane's queue apart) and returns, by wrapping them (``--lease-cpu``).
+
+    Thread CPU leaves out the time a thread sleeps (for a release, for the
+    GIL) but counts the system calls and context switches of its sleeping and
+    waking: the cost a borrow that queues adds under the GIL.
+    """
+
+    def __init__(self) -> None:
+        from django_pg_real_pool._lease import LeaseMixin
+
+        self._cls = LeaseMixin
+        self._originals = {
+            name: getattr(LeaseMixin, name)
+            for name in ("_lease_acquire", "_lease_queue", "_lease_put")
+        }
+        self._lock = threading.Lock()
+        self._local = threading.local()
+        # [CPU seconds, calls] for: borrows that took a connection without
+        # sleeping, borrows that slept in the queue, returns.
+        self.totals = {"fast": [0.0, 0], "queued": [0.0, 0], "return": [0.0, 0]}
+        acquire, queue, put = self._originals.values()
+        local, clock = self._local, time.thread_time
+
+        def timed_acquire(wrapper: Any) -> None:
+            local.queued = False
+            c0 = clock()
+            try:
+                acquire(wrapper)
+            finally:
+                self._add("queued" if local.queued else "fast", clock() - c0)
+
+        def noted_queue(wrapper: Any, *args: Any) -> Any:
+            local.queued = True
+            return queue(wrapper, *args)
+
+        def timed_put(wrapper: Any, *, forced: bool) -> None:
+            c0 = clock()
+            try:
+                put(wrapper, forced=forced)
+            finally:
+                self._add("return", clock() - c0)
+
+        wrappers = {
+            "_lease_acquire": timed_acquire,
+            "_lease_queue": noted_queue,
+            "_lease_put": timed_put,
+        }
+        for name, wrapper in wrappers.items():
+            setattr(LeaseMixin, name, wrapper)
+
+    def _add(self, key: str, seconds: float) -> None:
+        with self._lock:
+            total = self.totals[key]
+            total[0] += seconds
+            total[1] += 1
+
+    def remove(self) -> None:
+        for name, original in self._originals.items():
+            setattr(self._cls, name, original)
+
+    def figures(self, requests: int) -> dict[str, float]:
+        """Mean thread CPU per call of each kind, and the engine's per request
+        (over the whole run, warm-up included)."""
+        out: dict[str, float] = {}
+        for key, (seconds, calls) in self.totals.items():
+            out[f"cpu_{key}_us"] = seconds / max(1, calls) * 1e6
+            out[f"calls_{key}"] = calls
+        engine = sum(seconds for seconds, _ in self.totals.values())
+        out["cpu_engine_us_per_request"] = engine / max(1, requests) * 1e6
+        return out
 
 
 # -- the parent: runs children, watches the server --------------------------------
@@ -298,6 +384,7 @@ def run_one(
         "warmup": args.warmup,
         "switch_interval": args.switch_interval,
         "memory_run": memory_run,
+        "lease_cpu": args.lease_cpu and not memory_run,
     }
     budget = cfg["seconds"] + args.warmup + args.pool_timeout + 60
     sampler.wait_for_no_sessions()
@@ -462,6 +549,7 @@ def report(
             threads,
             kind,
             f"{lease['acquires']:.0f}",
+            f"{lease.get('queued', 0) / max(1, lease['acquires']):.2f}",
             f"{lease['mean_wait_us']:.0f}",
             f"{lease['mean_hold_us']:.0f}",
         ]
@@ -471,12 +559,45 @@ def report(
     ]
     if leases:
         print("\n### This engine's own counters (whole run, per borrow)\n")
-        headers = ["T", "config", "borrows", "mean wait µs", "mean hold µs"]
+        headers = ["T", "config", "borrows", "queued", "mean wait µs", "mean hold µs"]
         print(h.markdown_table(headers, leases))
         print(
-            "\n(hold = borrow to return: the query's round trip, slower after idleness (see "
+            "\n(queued = share of borrows that slept in the lane's queue until a release "
+            "handed them its connection: each costs the thread one more sleep and wake-up, "
+            "and one more wait for the GIL. "
+            "hold = borrow to return: the query's round trip, slower after idleness (see "
             "the parameters), plus the thread's Python time with the connection, including "
             "waits for the GIL. P connections serve at most P / (2 x hold) requests/s.)"
+        )
+    timed = [
+        [
+            threads,
+            kind,
+            f"{lease['cpu_fast_us']:.1f} ({lease['calls_fast']})",
+            f"{lease['cpu_queued_us']:.1f} ({lease['calls_queued']})",
+            f"{lease['cpu_return_us']:.1f}",
+            f"{lease['cpu_engine_us_per_request']:.0f}",
+            f"{results[f'{kind}/{threads}']['cpu_us_per_request']:.0f}",
+        ]
+        for threads in thread_counts
+        for kind in configs
+        if (lease := results[f"{kind}/{threads}"].get("lease")) and "cpu_fast_us" in lease
+    ]
+    if timed:
+        print("\n### This engine's borrows and returns in thread CPU (--lease-cpu)\n")
+        headers = [
+            "T",
+            "config",
+            "borrow, no sleep µs (n)",
+            "borrow that queued µs (n)",
+            "return µs",
+            "engine µs/req",
+            "client CPU µs/req",
+        ]
+        print(h.markdown_table(headers, timed))
+        print(
+            "\n(thread CPU leaves out sleeping but counts the system calls and context "
+            "switches of sleeping and waking; the timing itself adds about 1 µs per call)"
         )
     if rss is not None:
         print("\n### Memory: RSS of a 256-thread process on this engine\n")
