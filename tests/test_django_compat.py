@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import copy
+import gc
 from typing import Any
 
+import django
 import pytest
 from django.db import InterfaceError, connections, transaction
+
+from tests.support.pgstat import wrapper_backend_pid
 
 
 def test_pytest_django_db_blocker_also_blocks_the_engine(
@@ -81,3 +85,42 @@ def test_wrapper_for_another_database_under_the_alias_name_keeps_off_its_pool(
         one_off.close()
     assert current_database(wrapper) == test_db
     assert wrapper.connection is None
+
+
+@pytest.mark.skipif(
+    django.VERSION < (6, 0), reason="Django < 6.0's wrappers are reference cycles themselves"
+)
+def test_a_dropped_wrapper_is_freed_without_the_garbage_collector(engine: str) -> None:
+    # Django 6.1's test_release_memory_without_garbage_collection, with a
+    # borrow. On the dj engine, django-db-connection-pool built a creation
+    # class per wrapper, and the engine a subclass of it: a class is in its
+    # own __mro__, so each wrapper dropped left two for the garbage collector.
+    wrapper_backend_pid(connections[engine])  # the alias's pool exists
+    gc.disable()
+    gc.collect()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        new: Any = connections[engine].copy()
+        wrapper_backend_pid(new)
+        new.close()
+        del new
+        gc.collect()
+        assert gc.garbage == []
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+
+
+def test_dj_wrappers_share_one_creation_class() -> None:
+    # The creation class is built once, not per wrapper (see above), and the
+    # wrapper still gets everything django-db-connection-pool's __init__ sets.
+    from dj_db_conn_pool.backends.postgresql.base import DatabaseWrapper as PlainWrapper
+    from dj_db_conn_pool.core.mixins.creation import DatabaseCreationMixin
+
+    first: Any = connections["djpool"]
+    second: Any = first.copy()
+    assert type(first.creation) is type(second.creation)
+    assert isinstance(first.creation, DatabaseCreationMixin)
+    plain = PlainWrapper(copy.deepcopy(first.settings_dict), "djpool")
+    assert set(vars(plain)) - {"creation_class"} <= set(vars(second))

@@ -20,12 +20,15 @@ check_django_version(django.VERSION)
 
 from django.db.backends.base.base import BaseDatabaseWrapper  # noqa: E402
 from django.db.backends.postgresql import base as pg_base  # noqa: E402
+from django.db.backends.postgresql import creation as pg_creation  # noqa: E402
 
 check_psycopg3(pg_base.is_psycopg3)  # type: ignore[attr-defined]
 
 try:
     from dj_db_conn_pool.backends.postgresql.mixins import PGDatabaseWrapperMixin
     from dj_db_conn_pool.core import pool_container
+    from dj_db_conn_pool.core.mixins import DatabasePoolWrapperMixin
+    from dj_db_conn_pool.core.mixins.creation import DatabaseCreationMixin
 except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
     raise ImproperlyConfigured(
         "ENGINE 'django_pg_real_pool.dj_db_conn_pool' needs django-db-connection-pool "
@@ -59,17 +62,39 @@ class _GiveBackParkedFirst:
         super()._destroy_test_db(test_database_name, verbosity)  # type: ignore[misc]
 
 
-class DatabaseWrapper(LeaseMixin, PGDatabaseWrapperMixin, pg_base.DatabaseWrapper):  # type: ignore[misc]
-    """django-db-connection-pool's PostgreSQL wrapper with per-query release."""
+class DatabaseCreation(
+    _GiveBackParkedFirst,
+    DatabaseCreationMixin,  # type: ignore[misc]
+    pg_creation.DatabaseCreation,
+):
+    """django-db-connection-pool's creation class for PostgreSQL, built once."""
+
+
+class _OneCreationClass:
+    """Skips django-db-connection-pool's ``DatabasePoolWrapperMixin.__init__``.
+
+    All it does is ``self.creation_class = type(..., (DatabaseCreationMixin,
+    self.creation_class), {})``: a new class for every wrapper. A class is in
+    its own ``__mro__``, a reference cycle, so each wrapper dropped (one per
+    thread and alias, each ``copy()``) left its class to the garbage collector
+    (Django 6.1's ``test_release_memory_without_garbage_collection``).
+    ``DatabaseWrapper.creation_class`` is that class, built once.
+    """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        # Outside django-db-connection-pool's creation mixin (set in its
-        # __init__), so that this one runs first.
-        self.creation_class = type(
-            "DatabaseCreation", (_GiveBackParkedFirst, self.creation_class), {}
-        )
-        self.creation = self.creation_class(self)
+        # The next __init__ after django-db-connection-pool's: Django's.
+        super(DatabasePoolWrapperMixin, self).__init__(*args, **kwargs)
+
+
+class DatabaseWrapper(
+    LeaseMixin,
+    _OneCreationClass,
+    PGDatabaseWrapperMixin,  # type: ignore[misc]
+    pg_base.DatabaseWrapper,
+):
+    """django-db-connection-pool's PostgreSQL wrapper with per-query release."""
+
+    creation_class = DatabaseCreation
 
     # Django's representation (django-db-connection-pool's mixin replaces it).
     __repr__ = BaseDatabaseWrapper.__repr__
