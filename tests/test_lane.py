@@ -126,6 +126,34 @@ def test_a_closed_pool_is_freed_without_the_garbage_collector(tiny: tuple[Any, A
         gc.enable()
 
 
+@pytest.mark.parametrize("engine", list(POOLS), ids=["native", "dj_db_conn_pool"])
+def test_a_wrapper_dropped_after_close_pool_is_freed_with_the_closed_pool(engine: str) -> None:
+    """Neither the wrapper that created a pool nor the closed pool outlives its
+    last user. (django-db-connection-pool's pool creator is a lambda over the
+    wrapper that created the pool, and each wrapper's finalizer keeps the
+    adapter of its last borrow, hence that pool: the wrapper that created it
+    stayed reachable for good, the garbage collector could not free it.)"""
+    alias = f"lane-drop-{engine.rsplit('.', 1)[-1]}"
+    creator = make_wrapper(engine, alias, **POOLS[engine])
+    other = make_wrapper(engine, alias, **POOLS[engine])
+    try:
+        pid_of(creator)
+        pid_of(other)
+        old_pool = weakref.ref(creator._lease_adapter.pool)
+        creator.close_pool()
+        gone = weakref.ref(creator)
+        del creator
+        # The other wrapper moves to the new pool.
+        pid_of(other)
+        # Django's own wrappers are reference cycles before Django 6.0.
+        gc.collect()
+        assert gone() is None
+        assert old_pool() is None
+    finally:
+        other.close()
+        other.close_pool()
+
+
 class Borrower:
     """A thread that borrows once through ``wrapper`` (a query, then the
     release) and records the backend, or the exception."""

@@ -123,11 +123,17 @@ class DatabaseWrapper(
         # "connections returned before this time are suspect" mark.
         adapter = _adapters.get(self.alias)
         if adapter is None or adapter.pool is not pool:
+            connect = _Connect(self.get_connection_params())
             with pool_container.lock:
                 # Looked up again under the lock: one adapter (one lane) per
                 # pool, whichever thread gets here first.
                 stale = adapter = _adapters.get(self.alias)
                 if adapter is None or adapter.pool is not pool:
+                    # In place of django-db-connection-pool's connection
+                    # factory, a lambda over the wrapper that created the pool
+                    # (see _Connect). SQLAlchemy's own setter: it wraps the
+                    # callable as the constructor does.
+                    pool._creator = connect
                     adapter = _adapters[self.alias] = QueuePoolAdapter(pool, self.alias)
                 else:
                     stale = None
@@ -137,9 +143,9 @@ class DatabaseWrapper(
         return adapter
 
     def _get_new_connection(self, conn_params: dict[str, Any]) -> PooledConnection:
-        # The pool's connection factory: physical connections carry our state
-        # and rest in autocommit, as with the native engine.
-        return PooledConnection.connect(**{**conn_params, "autocommit": True})
+        # django-db-connection-pool's connection factory calls this, until the
+        # pool gets a _Connect.
+        return _Connect(conn_params)()
 
     def close_pool(self) -> None:
         with pool_container.lock:
@@ -150,6 +156,26 @@ class DatabaseWrapper(
         if pool is not None:
             pool.dispose()
         self._lease_settings = None
+
+
+class _Connect:
+    """A QueuePool's connection factory: physical connections carry our state
+    and rest in autocommit, as with the native engine.
+
+    It holds the connection parameters, not a wrapper. django-db-connection-pool's
+    factory is a lambda over the wrapper that created the pool, so the pool kept
+    that wrapper alive; and every wrapper's finalizer keeps the adapter of its
+    last borrow, hence the pool: the wrapper that created a pool could never be
+    freed, nor that pool after ``close_pool()``.
+    """
+
+    __slots__ = ("params",)
+
+    def __init__(self, params: dict[str, Any]) -> None:
+        self.params = {**params, "autocommit": True}
+
+    def __call__(self) -> PooledConnection:
+        return PooledConnection.connect(**self.params)
 
 
 def _forget_pools_after_fork() -> list[Any]:
