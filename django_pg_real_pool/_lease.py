@@ -50,7 +50,7 @@ from ._lane import PARK_MAX, Lane
 from ._pools import ConnState, PoolAdapter, PoolGone
 from ._settings import RealPoolSettings, parse_settings
 from ._setup import ConnectionSetupMixin
-from ._validate import differs_from_alias, warn_no_pool
+from ._validate import check_conn_max_age, differs_from_alias, warn_no_pool
 from .checks import DatabaseValidation
 from .errors import PoolExhausted
 
@@ -286,9 +286,14 @@ class LeaseMixin(ConnectionSetupMixin):
         """First connect of this wrapper: validate settings, find the pool."""
         self.check_settings()
         settings = parse_settings(self.alias, self.settings_dict["OPTIONS"])
+        # Every wrapper's, not only that of the wrapper creating the pool (a
+        # copy() or another thread's wrapper has settings of its own). Read
+        # once, as Django reads its pool's options once: an edit after this
+        # wrapper's first borrow is seen after close_pool().
+        check_conn_max_age(self.alias, self.settings_dict)
         self._lease_adapter = self._lease_make_adapter()
         self.health_check_enabled = self.settings_dict["CONN_HEALTH_CHECKS"]
-        # CONN_MAX_AGE is 0 (checked by the engine): any held connection is
+        # CONN_MAX_AGE is 0 (checked above): any held connection is
         # "obsolete" for close_if_unusable_or_obsolete(), i.e. at request end.
         self.close_at = monotonic()
         self._lease_idle_check = settings.health_check_idle if self.health_check_enabled else None

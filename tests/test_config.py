@@ -45,6 +45,24 @@ def test_conn_max_age_not_zero(engine: str) -> None:
         wrapper.ensure_connection()
 
 
+def test_conn_max_age_is_checked_for_every_wrapper_not_only_the_pools_creator(
+    engine: str,
+) -> None:
+    # The native engine checked it only when it created the alias's pool: a
+    # wrapper made once the pool existed (another thread's, a copy()) went on
+    # releasing per query and ignored its CONN_MAX_AGE. The dj engine checked
+    # it at each wrapper's first borrow.
+    from django.db import connections
+
+    connections[engine].ensure_connection()  # the alias's pool exists
+    connections[engine].close()
+    new = connections[engine].copy()
+    new.settings_dict["CONN_MAX_AGE"] = None
+    with pytest.raises(ImproperlyConfigured, match=r"\['CONN_MAX_AGE'\] is None"):
+        new.ensure_connection()
+    assert new.connection is None
+
+
 def test_dj_engine_rejects_native_pool_option() -> None:
     wrapper = make_wrapper(
         "django_pg_real_pool.dj_db_conn_pool", "djnative", OPTIONS={"pool": True}

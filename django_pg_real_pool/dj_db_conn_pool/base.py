@@ -39,7 +39,7 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
 from .. import _fork  # noqa: E402
 from .._lease import LeaseMixin  # noqa: E402
 from .._pools import PooledConnection  # noqa: E402
-from .._validate import check_conn_max_age, resolve_isolation_level  # noqa: E402
+from .._validate import resolve_isolation_level  # noqa: E402
 from ._pool import QueuePoolAdapter  # noqa: E402
 
 __all__ = ["DatabaseWrapper"]
@@ -107,7 +107,6 @@ class DatabaseWrapper(
                 "sizes to DATABASES[...]['POOL_OPTIONS'] ({'POOL_SIZE': 10, "
                 "'MAX_OVERFLOW': 0}), or use ENGINE 'django_pg_real_pool'."
             )
-        check_conn_max_age(self.alias, self.settings_dict)
         self.isolation_level = resolve_isolation_level(self.settings_dict["OPTIONS"])
         with pool_container.lock:
             pool = pool_container.get(self.alias) if pool_container.has(self.alias) else None
