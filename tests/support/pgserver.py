@@ -92,7 +92,7 @@ def _reachable_copy(bindir: Path) -> Path:
         package = install.parent
         libs = package.parent / f"{package.name}.libs"
         top = Path(tempfile.mkdtemp(prefix="pgrp-pginstall-"))
-        atexit.register(shutil.rmtree, top, ignore_errors=True)
+        atexit.register(_remove_if_mine, top, os.getpid())
         os.chmod(top, 0o755)
         shutil.copytree(install, top / package.name / install.name, symlinks=True)
         os.chmod(top / package.name, 0o755)
@@ -100,6 +100,13 @@ def _reachable_copy(bindir: Path) -> Path:
             shutil.copytree(libs, top / libs.name, symlinks=True)
         _copies[bindir] = top / package.name / install.name / bindir.name
     return _copies[bindir]
+
+
+def _remove_if_mine(path: Path, pid: int) -> None:
+    # A fork child that exits through the interpreter's shutdown runs the
+    # parent's atexit hooks too: the parent's servers still use the copy.
+    if os.getpid() == pid:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def free_port() -> int:
