@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import logging
 import random
 import threading
@@ -15,8 +14,9 @@ import pytest
 from django.db import connections, transaction
 
 from django_pg_real_pool import _bracket, pinned
+from tests.support.inject import Injected, inject
 from tests.support.pgstat import idle_in_transaction
-from tests.test_release import assert_released
+from tests.support.wrappers import assert_released
 from tests.testapp.models import Item
 
 
@@ -101,14 +101,6 @@ def test_clean_task_reports_nothing(engine: str, caplog: pytest.LogCaptureFixtur
     assert not caplog.records
 
 
-class Injected(BaseException):
-    """Stands for dramatiq's TimeLimitExceeded / Shutdown."""
-
-
-def _inject(thread: threading.Thread, exc: type[BaseException]) -> None:
-    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread.ident), ctypes.py_object(exc))
-
-
 def _busy_task(engine: str, round_no: int) -> None:
     """Atomic blocks, an iterator and a pinned block, forever."""
     n = 0
@@ -158,7 +150,7 @@ def _interrupted_round(engine: str, round_no: int, delay: float) -> dict[str, An
     started.wait(30)
     time.sleep(delay)  # a random landing point, not a wait for state
     for _ in range(10):
-        _inject(worker, Injected)
+        inject(worker, Injected)
         # CPython drops an asynchronous exception that lands in a finalizer
         # run by the garbage collector ("Exception ignored in ..."): the task
         # then goes on, and needs another one, as a worker's time limit would.

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from tests.test_pool_limits import make_wrapper
+from tests.support.wrappers import make_wrapper
 
 
 def test_missing_pool_option() -> None:

@@ -9,7 +9,7 @@ import pytest
 from django.db import InterfaceError, connections, transaction
 
 from tests.support.pgstat import backend_pid, idle_in_transaction
-from tests.test_release import assert_released
+from tests.support.wrappers import assert_released
 from tests.testapp.models import Item
 
 

@@ -12,7 +12,7 @@ import pytest
 from tests.support.pgserver import PostgresServer, settings_from_dsn
 from tests.support.pgstat import backend_gone, wait_until
 from tests.support.pgstat import wrapper_backend_pid as pid
-from tests.test_pool_limits import make_wrapper
+from tests.support.wrappers import make_wrapper
 
 ENGINE_SETTINGS = {
     "django_pg_real_pool": {"OPTIONS": {"pool": {"min_size": 4, "max_size": 4, "timeout": 10}}},

@@ -21,11 +21,10 @@ from django.db import OperationalError
 
 from django_pg_real_pool import _bracket, _lane
 from django_pg_real_pool.errors import PoolExhausted
+from tests.support.inject import Injected, inject
 from tests.support.pgstat import backend_gone, wait_until
 from tests.support.pgstat import wrapper_backend_pid as pid_of
-from tests.test_bracket import Injected
-from tests.test_bracket import _inject as inject
-from tests.test_pool_limits import HoldConnection, make_wrapper
+from tests.support.wrappers import HoldConnection, make_wrapper
 
 POOLS = {
     "django_pg_real_pool": {"OPTIONS": {"pool": {"min_size": 1, "max_size": 1, "timeout": 5}}},

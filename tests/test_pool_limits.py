@@ -8,19 +8,9 @@ from typing import Any
 
 import pytest
 from django.db import OperationalError, connections, transaction
-from django.db.utils import load_backend
 
 from django_pg_real_pool import PoolExhausted
-
-
-def make_wrapper(engine: str, alias: str, **overrides: Any) -> Any:
-    import copy
-
-    settings = copy.deepcopy(connections["default"].settings_dict)
-    settings["ENGINE"] = engine
-    settings["OPTIONS"] = {"application_name": f"pgrp-{alias}"}
-    settings.update(overrides)
-    return load_backend(engine).DatabaseWrapper(settings, alias)
+from tests.support.wrappers import HoldConnection, make_wrapper
 
 
 @pytest.mark.parametrize(
@@ -64,20 +54,6 @@ def test_exhausted_pool_raises_clear_operational_error(
         waiter.close()
         holder.close()
         holder.close_pool()
-
-
-class HoldConnection:
-    """Hold ``wrapper``'s connection like an open atomic() block would."""
-
-    def __init__(self, wrapper: Any) -> None:
-        self.wrapper = wrapper
-
-    def __enter__(self) -> None:
-        self.wrapper.set_autocommit(False)
-
-    def __exit__(self, *exc: object) -> None:
-        self.wrapper.rollback()
-        self.wrapper.set_autocommit(True)
 
 
 def test_waiter_gets_connection_released_by_another_thread(engine: str) -> None:

@@ -8,18 +8,9 @@ import psycopg
 import pytest
 from django.db import connections
 
-from tests.support.pgstat import backend_pid, pool_counts, sessions, wait_until
+from tests.support.pgstat import backend_pid, sessions
+from tests.support.wrappers import assert_released
 from tests.testapp.models import Item
-
-
-def assert_released(alias: str) -> None:
-    wrapper = connections[alias]
-    assert wrapper.connection is None, wrapper.lease_holders()
-    # A discarded connection is replaced by the pool's worker thread: allow
-    # that to finish before counting.
-    settled = wait_until(lambda: pool_counts(alias)[0] == pool_counts(alias)[1], timeout=5)
-    size, idle = pool_counts(alias)
-    assert settled, f"{size - idle} connection(s) still out of the pool"
 
 
 def test_connection_released_after_orm_read(engine: str) -> None:

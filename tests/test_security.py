@@ -35,7 +35,7 @@ from django.db import connections, transaction
 from django_pg_real_pool import pinned
 from django_pg_real_pool._fork import counters_by_alias
 from tests.support import pgstat
-from tests.test_session import SINGLE
+from tests.support.wrappers import SINGLE
 
 THREADS_PER_TENANT = 3
 ROUNDS = 12

@@ -12,10 +12,8 @@ import pytest
 from django.db import connections, transaction
 
 from django_pg_real_pool import SessionStateError, _session_policy, pinned
-from tests.test_release import assert_released
+from tests.support.wrappers import SINGLE, assert_released
 from tests.testapp.models import Item
-
-SINGLE = {"default": "single", "djpool": "single_dj"}
 
 
 @pytest.fixture

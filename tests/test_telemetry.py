@@ -22,7 +22,7 @@ from django_pg_real_pool.telemetry import (
     USE_TIME,
     WAIT_TIME,
 )
-from tests.support.pgstat import sessions
+from tests.support.pgstat import sessions, wait_until
 
 ACQUIRES = ENGINE_PREFIX + "acquires"
 RELEASES = ENGINE_PREFIX + "releases"
@@ -36,15 +36,6 @@ def query(alias: str, sql: str = "SELECT 1") -> Any:
     with connections[alias].cursor() as cursor:
         cursor.execute(sql)
         return cursor.fetchone()
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    """Poll a state that has no event to wait on (a thread queued inside the pool)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.005)
 
 
 def test_ten_queries_count_ten_borrows_and_returns(
@@ -147,7 +138,7 @@ def test_wait_time_grows_while_the_pool_is_exhausted(
     waiter.start()
     try:
         # Queued in the lane (see _lane.py), on either pool.
-        wait_until(lambda: stats(engine)[PENDING_REQUESTS] == 1)
+        assert wait_until(lambda: stats(engine)[PENDING_REQUESTS] == 1)
         assert len(connections[engine]._lease_adapter.lane.queue) == 1
         queued_at = time.monotonic()  # the waiter is in the queue by now
         # Not waiting for an event: the point is that the waiter waits a
@@ -196,7 +187,7 @@ def test_create_time_counts_new_connections(admin: psycopg.Connection[Any]) -> N
     assert created["sum"] > 0
     assert query(alias, "SELECT pg_backend_pid()") == (pid,)
     # The server ends the old pool's sessions shortly after they close.
-    wait_until(lambda: {s["pid"] for s in sessions(admin, alias)} == {pid})
+    assert wait_until(lambda: {s["pid"] for s in sessions(admin, alias)} == {pid})
 
 
 def test_queuepool_reports_what_it_does_not_measure_as_none() -> None:
