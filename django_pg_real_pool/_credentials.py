@@ -27,8 +27,6 @@ from ._settings import OPTIONS_KEY, parse_settings
 
 _KEYS = frozenset({"user", "password"})
 
-Source = Callable[[], dict[str, Any]]
-
 
 def credentials_source(alias: str, settings_dict: Mapping[str, Any]) -> _Fresh | None:
     """What to merge into the connection parameters at each new connection,
@@ -81,28 +79,12 @@ class _Fresh:
 
 def pool_kwargs(
     alias: str, settings_dict: Mapping[str, Any], kwargs: dict[str, Any]
-) -> dict[str, Any] | Source:
-    """``psycopg_pool.ConnectionPool(kwargs=...)``: ``kwargs`` itself, or a
-    callable the pool calls at each new connection (psycopg_pool >= 3.3)."""
+) -> dict[str, Any]:
+    """``psycopg_pool.ConnectionPool(kwargs=...)``: with a credentials source,
+    which ``PooledConnection.connect()`` calls at each new connection."""
     fresh = credentials_source(alias, settings_dict)
     if fresh is None:
         return kwargs
-    from psycopg_pool import ConnectionPool
+    from ._pools import CREDENTIALS
 
-    if not hasattr(ConnectionPool, "_resolve_kwargs"):
-        raise ImproperlyConfigured(
-            f"{fresh.setting} needs psycopg_pool >= 3.3 (it calls kwargs at each new "
-            "connection): pip install -U 'psycopg[pool]'."
-        )
-    return _Merged(kwargs, fresh)
-
-
-class _Merged:
-    __slots__ = ("fresh", "kwargs")
-
-    def __init__(self, kwargs: dict[str, Any], fresh: Source) -> None:
-        self.kwargs = kwargs
-        self.fresh = fresh
-
-    def __call__(self) -> dict[str, Any]:
-        return {**self.kwargs, **self.fresh()}
+    return {**kwargs, CREDENTIALS: fresh}

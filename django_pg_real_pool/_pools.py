@@ -25,6 +25,10 @@ if TYPE_CHECKING:
     from psycopg_pool import ConnectionPool
 
 
+#: The connection keyword that carries a credentials source (``_credentials.py``).
+CREDENTIALS = "pgrp_credentials"
+
+
 class PoolGone(Exception):
     """The alias's pool was closed (``close_pool()``); borrow from the new one."""
 
@@ -99,6 +103,18 @@ class PooledConnection(psycopg.Connection[Any]):
         super().__init__(*args, **kwargs)
         self.pgrp_state = ConnState(self.pgconn.socket, self.pgconn)
         _fork.track_connection(self)
+
+    @classmethod
+    def connect(  # type: ignore[override]
+        cls, conninfo: str = "", **kwargs: Any
+    ) -> PooledConnection:
+        """psycopg's ``connect()``; ``kwargs[CREDENTIALS]``, if given, is called
+        for fresh credentials first (``_credentials.py``). Here, inside the
+        connection attempt, a failure counts as one for the pool."""
+        fresh = kwargs.pop(CREDENTIALS, None)
+        if fresh is not None:
+            kwargs.update(fresh())
+        return super().connect(conninfo, **kwargs)
 
 
 class PoolAdapter(Protocol):
@@ -266,7 +282,12 @@ class NativePool:
         # The lane's queued borrowers count as waiting (with_lane).
         stats = self.stats()
         failed = stats.get("connections_errors", 0)
-        if failed and failed >= stats.get("connections_num", 0):
+        # Every attempt failed, or fewer connections are out than the pool may
+        # lend while attempts fail: the pool is short of connections it cannot
+        # open (a server down, credentials refused), not of free ones.
+        if failed and (
+            failed >= stats.get("connections_num", 0) or len(self.lane.lent) < self._pool.max_size
+        ):
             return PoolExhausted(
                 f"database alias {self.alias!r}: the pool could not open any connection "
                 f"within its timeout ({self.describe()}; {failed} attempts failed, the "
