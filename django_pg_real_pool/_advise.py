@@ -15,10 +15,15 @@ load ``N·a`` when one pooler (PgBouncer in transaction mode) shares its
 server connections between them all: one queue of many servers waits less
 than many small ones.
 
-The model assumes independent borrows (Poisson arrivals); a saturated pool
-hides demand (the measured rate is what the pool let through), which lowers
-the confidence, as do few samples and a model that disagrees with the wait
-actually measured at the current size.
+The M/M/c model assumes independent borrows (Poisson arrivals). Threads of a
+Python process are not: the GIL releases them in bursts, so more borrows
+queue than Erlang C predicts. The engine counts the borrows that queued, so
+the ratio of the measured queued share to Erlang C's at the current size
+(``burstiness``, at least 1) scales the predicted chance of waiting at every
+size, as the Allen-Cunneen approximation scales an M/M/c wait by the
+arrivals' variability. A saturated pool hides demand (the measured rate is
+what the pool let through), which lowers the confidence, as do few samples
+and a model that disagrees with the wait measured at the current size.
 """
 
 from __future__ import annotations
@@ -108,21 +113,32 @@ def erlang_c(servers: int, load: float) -> float:
     return servers * b / (servers - load * (1 - b))
 
 
-def mean_wait(servers: int, load: float, hold: float) -> float:
-    """Mean wait per borrow (seconds) in an M/M/c queue; ``inf`` if overloaded."""
+def mean_wait(servers: int, load: float, hold: float, burstiness: float = 1.0) -> float:
+    """Mean wait per borrow (seconds) in an M/M/c queue, its chance of waiting
+    scaled by ``burstiness`` (see the module); ``inf`` if overloaded."""
     if load <= 0:
         return 0.0
     if servers <= load:
         return math.inf
-    return erlang_c(servers, load) * hold / (servers - load)
+    return min(1.0, burstiness * erlang_c(servers, load)) * hold / (servers - load)
 
 
-def size_for(load: float, hold: float, target_wait: float) -> int:
+def size_for(load: float, hold: float, target_wait: float, burstiness: float = 1.0) -> int:
     """The smallest pool whose predicted mean wait is at most ``target_wait``."""
     servers = max(1, math.floor(load) + 1)
-    while mean_wait(servers, load, hold) > target_wait and servers < _LARGEST:
+    while mean_wait(servers, load, hold, burstiness) > target_wait and servers < _LARGEST:
         servers += 1
     return servers
+
+
+def burstiness_of(queued_share: float, servers: int | None, load: float) -> float:
+    """Measured queued share over Erlang C's at the current size, at least 1."""
+    if servers is None or load <= 0 or queued_share <= 0:
+        return 1.0
+    expected = erlang_c(servers, load)
+    if expected <= 0:
+        return 1.0
+    return max(1.0, queued_share / expected)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,6 +150,7 @@ class Advice:
     load: float
     measured_wait: float
     queued_share: float
+    burstiness: float
     current_size: int | None
     current_predicted_wait: float | None
     max_size: int
@@ -156,9 +173,12 @@ def advise(m: Measure, *, processes: int = 1, target_wait: float = 0.001) -> Adv
     load = rate * hold
     measured_wait = m.wait_sum / m.borrows if m.borrows else 0.0
     queued_share = m.queued / m.borrows if m.borrows else 0.0
-    size = size_for(load, hold, target_wait)
+    saturated = queued_share > _SATURATED or m.timeouts > 0
+    # A saturated pool queues for want of connections, not for bursts.
+    burst = 1.0 if saturated else burstiness_of(queued_share, m.max_size, load)
+    size = size_for(load, hold, target_wait, burst)
     current_wait = (
-        mean_wait(m.max_size, load, hold) if m.max_size is not None and m.borrows else None
+        mean_wait(m.max_size, load, hold, burst) if m.max_size is not None and m.borrows else None
     )
     reasons = []
     if m.borrows >= _HIGH_SAMPLES:
@@ -169,7 +189,7 @@ def advise(m: Measure, *, processes: int = 1, target_wait: float = 0.001) -> Adv
     else:
         confidence = "low"
         reasons.append(f"only {m.borrows} borrows measured")
-    if queued_share > _SATURATED or m.timeouts:
+    if saturated:
         confidence = "low"
         reasons.append(
             f"{queued_share:.0%} of borrows queued and {m.timeouts} timed out: the pool "
@@ -181,17 +201,19 @@ def advise(m: Measure, *, processes: int = 1, target_wait: float = 0.001) -> Adv
             f"at the current size the model predicts {current_wait * 1000:.3f} ms mean wait, "
             f"{measured_wait * 1000:.3f} ms was measured (bursty or correlated borrows)"
         )
-    pooled = size_for(load * processes, hold, target_wait)
+    # One PgBouncer queue for the fleet: the same burstiness, spread wider.
+    pooled = size_for(load * processes, hold, target_wait, burst)
     return Advice(
         rate=rate,
         hold=hold,
         load=load,
         measured_wait=measured_wait,
         queued_share=queued_share,
+        burstiness=burst,
         current_size=m.max_size,
         current_predicted_wait=current_wait,
         max_size=size,
-        predicted_wait=mean_wait(size, load, hold),
+        predicted_wait=mean_wait(size, load, hold, burst),
         processes=processes,
         fleet_direct=size * processes,
         fleet_pooled=pooled,
@@ -219,7 +241,7 @@ def render(alias: str, advice: Advice) -> str:
         f"Sizing advice for alias {alias!r} (target mean wait {_ms(a.target_wait)} per borrow)",
         f"  measured: {a.rate:.1f} borrows/s, mean hold {_ms(a.hold)}, load {a.load:.2f} "
         f"connections busy on average (Little's law), mean wait {_ms(a.measured_wait)}, "
-        f"{a.queued_share:.1%} queued",
+        f"{a.queued_share:.1%} queued (burstiness {a.burstiness:.1f}x Erlang C)",
         f"  now:      max_size {current}, {predicted_now}",
         f"  advice:   max_size {a.max_size} per process ({_ms(a.predicted_wait)} predicted)",
         f"  fleet of {a.processes} process(es): {a.fleet_direct} server connections with a "
