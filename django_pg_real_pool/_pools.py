@@ -268,6 +268,8 @@ class NativePool:
             self.drain()
 
     def drain(self) -> None:
+        # Unlocked: two threads may both drain after one failover, which only
+        # replaces connections once more.
         _failover.log_drain(self.alias)
         self._drained_at = monotonic()
         # Lent connections (parked ones too) are closed as they come back.

@@ -93,6 +93,8 @@ class QueuePoolAdapter:
             self.drain()
 
     def drain(self) -> None:
+        # Unlocked: two threads may both drain after one failover, which only
+        # replaces connections once more.
         _failover.log_drain(self.alias)
         self._drained_at = monotonic()
         # Every connection opened before now is replaced at its next checkout
