@@ -16,12 +16,17 @@ from typing import TYPE_CHECKING, Any, Protocol
 import psycopg
 from psycopg_pool import PoolClosed, PoolTimeout
 
-from . import _fork
+from . import _failover, _fork
 from ._lane import Lane
+from ._pooler import PoolerCheck
 from .errors import PoolExhausted
 
 if TYPE_CHECKING:
     from psycopg_pool import ConnectionPool
+
+
+#: The connection keyword that carries a credentials source (``_credentials.py``).
+CREDENTIALS = "pgrp_credentials"
 
 
 class PoolGone(Exception):
@@ -60,9 +65,9 @@ def _poller(fd: int) -> Any:
 class ConnState:
     """What the engine remembers about one physical connection."""
 
-    __slots__ = ("announced", "configured", "lent_at", "poller", "returned_at")
+    __slots__ = ("announced", "configured", "lent_at", "poller", "pooler", "returned_at", "writer")
 
-    def __init__(self, fd: int) -> None:
+    def __init__(self, fd: int, pgconn: Any = None) -> None:
         #: A ``poll`` object on the connection's socket. An idle, clean
         #: connection receives nothing: readable means a termination notice
         #: (``pg_terminate_backend``, a server shutdown), an EOF or a stray
@@ -79,6 +84,10 @@ class ConnState:
         self.returned_at = monotonic()
         #: ``monotonic()`` when the pool last lent it (see ``_lane.PARK_MAX``).
         self.lent_at = self.returned_at
+        #: A transaction-mode pooler in front: None until asked (``_pooler.py``).
+        self.pooler: bool | None = None
+        #: Opened on a writer: turning read-only later is a failover (``_failover.py``).
+        self.writer = pgconn is not None and not _failover.is_read_only(pgconn)
 
 
 class PooledConnection(psycopg.Connection[Any]):
@@ -92,8 +101,20 @@ class PooledConnection(psycopg.Connection[Any]):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.pgrp_state = ConnState(self.pgconn.socket)
+        self.pgrp_state = ConnState(self.pgconn.socket, self.pgconn)
         _fork.track_connection(self)
+
+    @classmethod
+    def connect(  # type: ignore[override]
+        cls, conninfo: str = "", **kwargs: Any
+    ) -> PooledConnection:
+        """psycopg's ``connect()``; ``kwargs[CREDENTIALS]``, if given, is called
+        for fresh credentials first (``_credentials.py``). Here, inside the
+        connection attempt, a failure counts as one for the pool."""
+        fresh = kwargs.pop(CREDENTIALS, None)
+        if fresh is not None:
+            kwargs.update(fresh())
+        return super().connect(conninfo, **kwargs)
 
 
 class PoolAdapter(Protocol):
@@ -141,6 +162,24 @@ class PoolAdapter(Protocol):
     def close(self) -> None:
         """Close the pool and every idle connection in it, parked ones too."""
 
+    def drain(self) -> None:
+        """Replace every connection: idle ones now, lent ones when they come back."""
+
+
+def first_lend(adapter: PoolAdapter, check: PoolerCheck | None, conn: Any) -> PoolerCheck:
+    """A physical connection's first lend: the pooler check (``_pooler.py``).
+    On refusal the connection goes back before the error is raised."""
+    if check is None:
+        from django.db import connections
+
+        check = PoolerCheck(adapter.alias, connections.settings.get(adapter.alias))
+    try:
+        check.check_first_lend(adapter.raw(conn))
+    except BaseException:
+        adapter.putconn(conn)
+        raise
+    return check
+
 
 def with_lane(stats: dict[str, int], lane: Lane) -> dict[str, int]:
     """A pool's statistics with the lane's share: parked connections count as
@@ -164,7 +203,15 @@ def ping(raw: psycopg.Connection[Any]) -> None:
 class NativePool:
     """Adapter over the ``psycopg_pool.ConnectionPool`` Django 5.1+ creates."""
 
-    __slots__ = ("__weakref__", "_pool", "alias", "lane", "suspect_before")
+    __slots__ = (
+        "__weakref__",
+        "_drained_at",
+        "_pool",
+        "_pooler",
+        "alias",
+        "lane",
+        "suspect_before",
+    )
     raw_is_conn = True
 
     def __init__(self, pool: ConnectionPool[Any], alias: str) -> None:
@@ -173,6 +220,8 @@ class NativePool:
         self.suspect_before = 0.0
         self.lane = Lane(self, pool.max_size)
         self.lane.max_waiting = pool.max_waiting
+        self._pooler: PoolerCheck | None = None
+        self._drained_at = 0.0
 
     @property
     def pool(self) -> ConnectionPool[Any]:
@@ -199,6 +248,8 @@ class NativePool:
         # reaches the lane soon enough.
         lane.capacity = self._pool.max_size
         lane.max_waiting = self._pool.max_waiting
+        if conn.pgrp_state.pooler is not False:
+            self._pooler = first_lend(self, self._pooler, conn)
         return conn
 
     def putconn(self, conn: Any) -> None:
@@ -207,8 +258,23 @@ class NativePool:
         # lane counting one connection too few (borrowers then try the pool,
         # and wait there), never one too many (they would queue for nothing).
         lane.lent.discard(conn)
+        state = conn.pgrp_state
+        failover = state.writer and not conn.closed and _failover.is_read_only(conn.pgconn)
+        if failover:
+            conn.close()
         self._pool.putconn(conn)
         lane.returned()
+        if failover and state.lent_at > self._drained_at:
+            self.drain()
+
+    def drain(self) -> None:
+        # Unlocked: two threads may both drain after one failover, which only
+        # replaces connections once more.
+        _failover.log_drain(self.alias)
+        self._drained_at = monotonic()
+        # Lent connections (parked ones too) are closed as they come back.
+        self._pool.drain()
+        self.lane.drain()
 
     def lendable(self) -> bool:
         stats = self._pool.get_stats()
@@ -218,7 +284,12 @@ class NativePool:
         # The lane's queued borrowers count as waiting (with_lane).
         stats = self.stats()
         failed = stats.get("connections_errors", 0)
-        if failed and failed >= stats.get("connections_num", 0):
+        # Every attempt failed, or fewer connections are out than the pool may
+        # lend while attempts fail: the pool is short of connections it cannot
+        # open (a server down, credentials refused), not of free ones.
+        if failed and (
+            failed >= stats.get("connections_num", 0) or len(self.lane.lent) < self._pool.max_size
+        ):
             return PoolExhausted(
                 f"database alias {self.alias!r}: the pool could not open any connection "
                 f"within its timeout ({self.describe()}; {failed} attempts failed, the "

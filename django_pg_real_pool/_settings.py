@@ -17,6 +17,8 @@ OPTIONS_KEY = "real_pool"
 
 SessionStatePolicy = Literal["pin", "error", "ignore"]
 _POLICIES = ("pin", "error", "ignore")
+PoolerMode = Literal["detect", "transaction", "off"]
+_POOLER_MODES = ("detect", "transaction", "off")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,6 +33,14 @@ class RealPoolSettings:
     #: Report a connection held outside ``atomic()``/``pinned()`` longer than
     #: this (seconds), with the stack that acquired it. ``None``: off.
     leak_threshold: float | None = None
+    #: A transaction-mode pooler (PgBouncer) in front: ``"detect"`` asks each
+    #: new physical connection once, ``"transaction"`` assumes one, ``"off"``
+    #: (direct, or a session-mode pooler) never checks. See ``_pooler.py``.
+    pooler: PoolerMode = "detect"
+    #: Credentials read at each new physical connection: a callable or its
+    #: dotted path, ``f(alias) -> password | {"user": ..., "password": ...}``.
+    #: See ``_credentials.py``.
+    credentials: Any = None
 
 
 def _number(alias: str, key: str, value: Any, *, allow_none: bool) -> float | None:
@@ -69,4 +79,23 @@ def parse_settings(alias: str, options: Mapping[str, Any]) -> RealPoolSettings:
     idle = _number(alias, "health_check_idle", raw.get("health_check_idle", 10.0), allow_none=False)
     leak = _number(alias, "leak_threshold", raw.get("leak_threshold"), allow_none=True)
     assert idle is not None
-    return RealPoolSettings(session_state=policy, health_check_idle=idle, leak_threshold=leak)
+    pooler = raw.get("pooler", "detect")
+    if pooler not in _POOLER_MODES:
+        raise ImproperlyConfigured(
+            f"DATABASES[{alias!r}]['OPTIONS'][{OPTIONS_KEY!r}]['pooler'] is {pooler!r}; "
+            f"set it to one of {list(_POOLER_MODES)}."
+        )
+    credentials = raw.get("credentials")
+    if credentials is not None and not (callable(credentials) or isinstance(credentials, str)):
+        raise ImproperlyConfigured(
+            f"DATABASES[{alias!r}]['OPTIONS'][{OPTIONS_KEY!r}]['credentials'] is "
+            f"{credentials!r}; set it to a callable or its dotted path, "
+            "f(alias) -> password or {'user': ..., 'password': ...}."
+        )
+    return RealPoolSettings(
+        session_state=policy,
+        health_check_idle=idle,
+        leak_threshold=leak,
+        pooler=pooler,
+        credentials=credentials,
+    )

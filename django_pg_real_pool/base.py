@@ -20,6 +20,7 @@ check_psycopg3(pg_base.is_psycopg3)  # type: ignore[attr-defined]
 import psycopg  # noqa: E402
 
 from . import _fork  # noqa: E402
+from ._credentials import pool_kwargs  # noqa: E402
 from ._lease import LeaseMixin  # noqa: E402
 from ._pools import NativePool, PooledConnection, native_pools_lock  # noqa: E402
 from ._validate import check_conn_max_age, pool_options_of, resolve_isolation_level  # noqa: E402
@@ -72,7 +73,7 @@ class DatabaseWrapper(LeaseMixin, pg_base.DatabaseWrapper):  # type: ignore[misc
             options.setdefault("name", f"django_pg_real_pool:{self.alias}")
             configure = self._configures[self.alias] = _Configure(self)
             pool = ConnectionPool(
-                kwargs=connect_kwargs,
+                kwargs=pool_kwargs(self.alias, self.settings_dict, connect_kwargs),
                 open=False,
                 configure=configure,
                 connection_class=PooledConnection,

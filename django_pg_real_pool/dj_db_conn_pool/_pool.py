@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import time
+from time import monotonic
 from typing import Any
 
 from dj_db_conn_pool.core import pool_container
 from sqlalchemy.exc import TimeoutError as QueuePoolTimeout
 
+from .. import _failover
 from .._lane import Lane
-from .._pools import PooledConnection, PoolGone, with_lane
+from .._pooler import PoolerCheck
+from .._pools import PooledConnection, PoolGone, first_lend, with_lane
 from ..errors import PoolExhausted
 
 
@@ -16,13 +20,23 @@ class QueuePoolAdapter:
     """Borrows ``_ConnectionFairy`` proxies; Django holds the proxy, as with the
     plain django-db-connection-pool engine."""
 
-    __slots__ = ("__weakref__", "_pool", "alias", "lane", "suspect_before")
+    __slots__ = (
+        "__weakref__",
+        "_drained_at",
+        "_pool",
+        "_pooler",
+        "alias",
+        "lane",
+        "suspect_before",
+    )
     raw_is_conn = False
 
     def __init__(self, pool: Any, alias: str) -> None:
         self._pool = pool
         self.alias = alias
         self.suspect_before = 0.0
+        self._pooler: PoolerCheck | None = None
+        self._drained_at = 0.0
         overflow = pool._max_overflow
         self.lane = Lane(self, pool.size() + overflow if overflow >= 0 else None)
 
@@ -51,13 +65,20 @@ class QueuePoolAdapter:
         # Django reads connection.info as psycopg's ConnectionInfo (server
         # version, parameter status), as django-db-connection-pool arranges.
         fairy.info = fairy.driver_connection.info
+        if fairy.driver_connection.pgrp_state.pooler is not False:
+            self._pooler = first_lend(self, self._pooler, fairy)
         return fairy
 
     def putconn(self, conn: Any) -> None:
         # Uncounted first (see NativePool.putconn).
         self.lane.lent.discard(conn)
+        raw = conn.driver_connection
+        state = raw.pgrp_state
+        failover = state.writer and not raw.closed and _failover.is_read_only(raw.pgconn)
+        if failover:
+            raw.close()
         if (
-            conn.driver_connection.closed
+            raw.closed
             # Disposed since (close_pool(), django-db-connection-pool's test
             # database teardown): nobody would close a connection resting in it.
             or dict.get(pool_container, self.alias) is not self._pool
@@ -68,6 +89,18 @@ class QueuePoolAdapter:
         else:
             conn.close()
         self.lane.returned()
+        if failover and state.lent_at > self._drained_at:
+            self.drain()
+
+    def drain(self) -> None:
+        # Unlocked: two threads may both drain after one failover, which only
+        # replaces connections once more.
+        _failover.log_drain(self.alias)
+        self._drained_at = monotonic()
+        # Every connection opened before now is replaced at its next checkout
+        # (SQLAlchemy's pool-wide invalidation, as after a disconnect error).
+        self._pool._invalidate_time = time.time()
+        self.lane.drain()
 
     def lendable(self) -> bool:
         pool = self._pool

@@ -9,6 +9,7 @@ cheaply itself), and the container is emptied in fork children.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import django
@@ -37,6 +38,7 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
     ) from exc
 
 from .. import _fork  # noqa: E402
+from .._credentials import credentials_source  # noqa: E402
 from .._lease import LeaseMixin  # noqa: E402
 from .._pools import PooledConnection  # noqa: E402
 from .._validate import resolve_isolation_level  # noqa: E402
@@ -122,7 +124,9 @@ class DatabaseWrapper(
         # "connections returned before this time are suspect" mark.
         adapter = _adapters.get(self.alias)
         if adapter is None or adapter.pool is not pool:
-            connect = _Connect(self.get_connection_params())
+            connect = _Connect(
+                self.get_connection_params(), credentials_source(self.alias, self.settings_dict)
+            )
             with pool_container.lock:
                 # Looked up again under the lock: one adapter (one lane) per
                 # pool, whichever thread gets here first.
@@ -144,7 +148,7 @@ class DatabaseWrapper(
     def _get_new_connection(self, conn_params: dict[str, Any]) -> PooledConnection:
         # django-db-connection-pool's connection factory calls this, until the
         # pool gets a _Connect.
-        return _Connect(conn_params)()
+        return _Connect(conn_params, credentials_source(self.alias, self.settings_dict))()
 
     def close_pool(self) -> None:
         with pool_container.lock:
@@ -168,13 +172,17 @@ class _Connect:
     freed, nor that pool after ``close_pool()``.
     """
 
-    __slots__ = ("params",)
+    __slots__ = ("fresh", "params")
 
-    def __init__(self, params: dict[str, Any]) -> None:
+    def __init__(self, params: dict[str, Any], fresh: Callable[[], dict[str, Any]] | None) -> None:
         self.params = {**params, "autocommit": True}
+        # OPTIONS["real_pool"]["credentials"], read at each connection (_credentials.py).
+        self.fresh = fresh
 
     def __call__(self) -> PooledConnection:
-        return PooledConnection.connect(**self.params)
+        if self.fresh is None:
+            return PooledConnection.connect(**self.params)
+        return PooledConnection.connect(**{**self.params, **self.fresh()})
 
 
 def _forget_pools_after_fork() -> list[Any]:

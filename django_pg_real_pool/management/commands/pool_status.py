@@ -7,11 +7,18 @@ processes come from their OpenTelemetry or Prometheus exporters, or from
 ``pg_stat_activity`` for each alias's database and application: what every
 process sharing that ``application_name`` holds right now. It is read on a
 separate, unpooled connection, so the command never creates a pool.
+
+``--advise`` recommends pool sizes from two snapshots (see ``_advise.py``):
+taken ``--window`` seconds apart in this process (``call_command`` inside a
+serving process), or read from files written by ``pool_status --json`` in the
+serving processes (``--snapshots BEFORE AFTER``, repeatable, one pair per
+process of the fleet).
 """
 
 from __future__ import annotations
 
 import json
+import time
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -20,7 +27,7 @@ import psycopg
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import connections
 
-from ... import telemetry
+from ... import _advise, telemetry
 from ...checks import ENGINES
 
 #: Our own session's application_name: recognisable, never matching an alias filter.
@@ -72,17 +79,98 @@ class Command(BaseCommand):
         parser.add_argument(
             "--json", action="store_true", help="print one JSON document instead of tables"
         )
+        advice = parser.add_argument_group("sizing advice (--advise)")
+        advice.add_argument(
+            "--advise",
+            action="store_true",
+            help="recommend max_size per process and the fleet's server connections",
+        )
+        advice.add_argument(
+            "--window",
+            type=float,
+            default=10.0,
+            help="seconds between the two snapshots of this process (default 10)",
+        )
+        advice.add_argument(
+            "--snapshots",
+            nargs=2,
+            action="append",
+            metavar=("BEFORE", "AFTER"),
+            help="two pool_status --json files of one serving process (repeat per process)",
+        )
+        advice.add_argument(
+            "--processes",
+            type=int,
+            help="processes in the fleet (default: the number of --snapshots pairs, or 1)",
+        )
+        advice.add_argument(
+            "--target-wait",
+            type=float,
+            default=1.0,
+            help="target mean wait per borrow in milliseconds (default 1)",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         aliases = options["databases"] or [
             alias for alias, entry in connections.settings.items() if entry.get("ENGINE") in ENGINES
         ]
+        if options["advise"]:
+            self._advise(aliases, options)
+            return
+        taken = time.time()
         snap = {alias: data for alias, data in telemetry.snapshot().items() if alias in aliases}
         activity = {alias: server_sessions(alias) for alias in aliases}
         if options["json"]:
-            self.stdout.write(json.dumps({"pools": snap, "server": activity}, default=str))
+            document = {"time": taken, "pools": snap, "server": activity}
+            self.stdout.write(json.dumps(document, default=str))
             return
         self.stdout.write(render(snap, activity))
+
+    def _advise(self, aliases: list[str], options: dict[str, Any]) -> None:
+        pairs = [_read_pair(before, after) for before, after in options["snapshots"] or []]
+        if not pairs:
+            before = time.time(), telemetry.snapshot()
+            # The window this process serves its own traffic in (call_command
+            # from a thread of a serving process): nothing to wait on but time.
+            time.sleep(options["window"])
+            pairs = [(before, (time.time(), telemetry.snapshot()))]
+        processes = options["processes"] or len(pairs)
+        report: dict[str, Any] = {}
+        for alias in aliases:
+            measures = [
+                _advise.measure(b[1][alias], a[1][alias], a[0] - b[0])
+                for b, a in pairs
+                if alias in b[1] and alias in a[1]
+            ]
+            if not measures:
+                continue
+            advice = _advise.advise(
+                _advise.combine(measures),
+                processes=processes,
+                target_wait=options["target_wait"] / 1000,
+            )
+            report[alias] = advice
+        if options["json"]:
+            document = {alias: advice.as_dict() for alias, advice in report.items()}
+            self.stdout.write(json.dumps(document, default=str))
+            return
+        self.stdout.write(
+            "\n\n".join(_advise.render(alias, advice) for alias, advice in report.items())
+            or "(no snapshot has these aliases)"
+        )
+
+
+Snapshot = tuple[float, dict[str, dict[str, Any]]]
+
+
+def _read_pair(before: str, after: str) -> tuple[Snapshot, Snapshot]:
+    return _read(before), _read(after)
+
+
+def _read(path: str) -> Snapshot:
+    with open(path) as f:
+        document = json.load(f)
+    return float(document["time"]), document["pools"]
 
 
 def server_sessions(alias: str) -> list[dict[str, Any]]:
