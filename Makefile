@@ -12,7 +12,7 @@ PYTEST_FLAGS ?=
 BIN := $(VENV)/bin
 BIN_DJ6 := $(VENV_DJ6)/bin
 
-.PHONY: help demo test lint types pytest pytest-dj6 django-suite-subset bench format clean
+.PHONY: help demo test lint types pytest pytest-dj6 django-suite-subset bench format clean postgis-deps
 
 help:
 	@echo "make demo   - stock native pool vs django_pg_real_pool under gunicorn, side by side"
@@ -39,7 +39,12 @@ lint: $(BIN)/.installed
 types: $(BIN)/.installed
 	$(BIN)/mypy
 
-pytest: $(BIN)/.installed
+# Debian's PostGIS and GDAL/GEOS for the composed-engine tests (as root, as in
+# CI); says what is missing otherwise, and those tests skip themselves.
+postgis-deps:
+	sh scripts/install_postgis.sh
+
+pytest: $(BIN)/.installed postgis-deps
 	$(BIN)/python -m pytest $(PYTEST_FLAGS)
 
 # The core suite on Django 6.x (the e2e worker suites run once, above).

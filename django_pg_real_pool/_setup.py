@@ -162,7 +162,21 @@ class ConnectionSetupMixin(_Base):
         up before the database's types may have changed (see
         :func:`invalidate_setup`): drop caches that could be stale.
         Runs before ``connection_created``.
+
+        Built in: PostGIS' geometry adapters, found by the method PostGIS
+        wrappers have (as Django's ``CreateExtension`` operation does), so
+        that any composition with PostGIS gets them.
         """
+        register_geometry_adapters = getattr(self, "register_geometry_adapters", None)
+        if register_geometry_adapters is not None:
+            # clear_caches: PostGIS caches a missing type (the extension not
+            # created yet) as None, per alias.
+            register_geometry_adapters(raw, refresh)
+
+    def prepare_database(self) -> None:
+        # PostGIS creates its extension here, on a plain cursor.
+        super().prepare_database()
+        invalidate_setup()
 
     def _lease_register_tzloader(self, raw: Any) -> None:
         from django.db.backends.postgresql.base import TIMESTAMPTZ_OID

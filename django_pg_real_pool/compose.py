@@ -46,12 +46,13 @@ def real_pool_wrapper(
     if pool == "native":
         from .base import NativePoolMixin
 
-        return build(_with_known_adjustments(NativePoolMixin, wrapper), wrapper)
+        return build(_adjusted(NativePoolMixin, wrapper, ()), wrapper)
     if pool == "dj_db_conn_pool":
-        from .dj_db_conn_pool.base import DjPoolMixin, creation_class
+        from .dj_db_conn_pool.base import DjPoolMixin, UnwrapForPostGIS, creation_class
 
+        extra = (UnwrapForPostGIS,) if hasattr(wrapper, "register_geometry_adapters") else ()
         return build(
-            _with_known_adjustments(DjPoolMixin, wrapper),
+            _adjusted(DjPoolMixin, wrapper, extra),
             wrapper,
             {"creation_class": creation_class(wrapper)},
         )
@@ -61,17 +62,17 @@ def real_pool_wrapper(
     )
 
 
-_adjusted: dict[tuple[type[Any], type[Any]], type[Any]] = {}
+_adjusted_mixins: dict[tuple[type[Any], ...], type[Any]] = {}
 
 
-def _with_known_adjustments(mixin: type[Any], base: type[Any]) -> type[Any]:
-    """``mixin``, preceded by what known bases need (django-tenants)."""
+def _adjusted(mixin: type[Any], base: type[Any], extra: tuple[type[Any], ...]) -> type[Any]:
+    """``mixin`` preceded by ``extra`` and by what known bases need (django-tenants)."""
     from ._tenants import TenantsMixin, is_tenants_wrapper
 
-    if not is_tenants_wrapper(base):
+    parts = (*((TenantsMixin,) if is_tenants_wrapper(base) else ()), *extra)
+    if not parts:
         return mixin
-
-    key = (TenantsMixin, mixin)
-    if key not in _adjusted:
-        _adjusted[key] = type(mixin.__name__, (TenantsMixin, mixin), {"__module__": __name__})
-    return _adjusted[key]
+    key = (*parts, mixin)
+    if key not in _adjusted_mixins:
+        _adjusted_mixins[key] = type(mixin.__name__, key, {"__module__": __name__})
+    return _adjusted_mixins[key]

@@ -42,7 +42,7 @@ from .._pools import PooledConnection  # noqa: E402
 from .._validate import resolve_isolation_level  # noqa: E402
 from ._pool import QueuePoolAdapter  # noqa: E402
 
-__all__ = ["DatabaseWrapper", "DjPoolMixin", "creation_class"]
+__all__ = ["DatabaseWrapper", "DjPoolMixin", "UnwrapForPostGIS", "creation_class"]
 
 _adapters: dict[str, QueuePoolAdapter] = {}
 
@@ -158,6 +158,17 @@ class DjPoolMixin(
         if pool is not None:
             pool.dispose()
         self._lease_settings = None
+
+
+class UnwrapForPostGIS:
+    """PostGIS on SQLAlchemy's pool: Django passes PostGIS ``self.connection``
+    (``prepare_database()``, the ``CreateExtension`` operation), here
+    SQLAlchemy's proxy, which psycopg's ``TypeInfo.fetch`` refuses; PostGIS
+    gets the psycopg connection inside it."""
+
+    def register_geometry_adapters(self, pg_connection: Any, clear_caches: bool = False) -> None:
+        raw = getattr(pg_connection, "driver_connection", pg_connection)
+        super().register_geometry_adapters(raw, clear_caches)  # type: ignore[misc]
 
 
 class DatabaseWrapper(DjPoolMixin, pg_base.DatabaseWrapper):  # type: ignore[misc]
