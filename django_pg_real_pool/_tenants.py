@@ -5,17 +5,19 @@ connection before a cursor is used, and (with ``TENANT_LIMIT_SET_CALLS``)
 skips it while it believes the connection already has it. Per-query release
 breaks both assumptions unless:
 
-* its own ``SET search_path`` counts as the connection's configuration, not
-  session state left behind (which would pin the connection to the thread
-  and reset it with ``DISCARD ALL``): every borrower on the alias sets the
-  path it needs before its first statement, so one left by the previous
-  borrower is never used;
+* ``SET search_path`` (django-tenants sets it for each cursor, and around its
+  introspection) counts as the connection's configuration, not session state
+  left behind (which would pin the connection to the thread and reset it
+  with ``DISCARD ALL``): every borrower on the alias sets the path it needs
+  before its first statement, so one left by the previous borrower is never
+  used;
 * its "already set" belief is dropped at every borrow: the connection may be
   another one, carrying another tenant's path.
 """
 
 from __future__ import annotations
 
+import re
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +29,7 @@ else:
     _Base = object
 
 _TENANTS_BACKEND = "django_tenants.postgresql_backend.base"
+_SET_SEARCH_PATH = re.compile(r"\s*SET\s+(?:SESSION\s+)?search_path\b", re.IGNORECASE)
 
 
 def is_tenants_wrapper(base: type[Any]) -> bool:
@@ -46,6 +49,8 @@ class TenantsMixin(_Base):
         # A new borrow: whatever django-tenants set was on another borrow.
         self.search_path_set_schemas = None
 
-    def _handle_search_path(self, cursor: Any = None) -> None:
-        with self._lease_configuring_block():
-            super()._handle_search_path(cursor)  # type: ignore[misc]
+    def _lease_inspect(self, sql: Any) -> None:
+        # Called only for statements flagged as leaving session state.
+        if type(sql) is str and _SET_SEARCH_PATH.match(sql):
+            return
+        super()._lease_inspect(sql)

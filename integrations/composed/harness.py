@@ -54,10 +54,13 @@ def scratch_database(server_dsn: str, name: str) -> str:
     return psycopg.conninfo.make_conninfo(server_dsn, dbname=name)
 
 
-def run_scenario(name: str, dsn: str, *, backend: str, pool: str) -> dict[str, Any]:
+def run_scenario(
+    name: str, dsn: str, *, backend: str, pool: str, env: dict[str, str] | None = None
+) -> dict[str, Any]:
     """Run scenario ``name`` on ``dsn`` with the composed engine; its report."""
     env = {
         **os.environ,
+        **(env or {}),
         DSN_ENV: dsn,
         "COMPOSED_BACKEND": backend,
         "COMPOSED_POOL": pool,

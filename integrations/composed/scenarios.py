@@ -154,7 +154,105 @@ def _threads_on_small_pool(make: Callable[[int, int], Any]) -> dict[str, Any]:
     return {"thread_pids": sorted(pids), "threads_released": released.count(True)}
 
 
-SCENARIOS: dict[str, Callable[[], dict[str, Any]]] = {"postgis": postgis}
+def tenants() -> dict[str, Any]:
+    import logging
+
+    from django.core.management import call_command
+    from django.db import connection
+
+    from integrations.composed.notes_app.models import Note
+    from integrations.composed.tenant_app.models import Client
+
+    warnings = _count_warnings(logging.getLogger("django_pg_real_pool"))
+    call_command("migrate_schemas", shared=True, verbosity=0, interactive=False)
+    # Saving a tenant creates its schema and runs the tenant apps' migrations.
+    for schema in ("tenant_a", "tenant_b"):
+        Client.objects.create(schema_name=schema, name=schema)
+    report: dict[str, Any] = {}
+    with _admin() as admin:
+        report["note_tables"] = [
+            row[0]
+            for row in admin.execute(
+                "SELECT table_schema FROM information_schema.tables "
+                "WHERE table_name = 'notes_app_note' ORDER BY 1"
+            )
+        ]
+    # set_tenant() then queries, each on a borrow of its own.
+    main_pids = set()
+    released = []
+    for schema, count in (("tenant_a", 5), ("tenant_b", 3)):
+        connection.set_tenant(Client.objects.get(schema_name=schema))
+        for i in range(count):
+            Note.objects.create(text=f"{schema}-main-{i}")
+            released.append(connection.connection is None)
+            main_pids.add(backend_pid())
+        connection.set_schema_to_public()
+    report["main_released"] = all(released)
+    report["main_pids"] = len(main_pids)
+
+    # Threads on three schemas, each query on whichever connection it gets:
+    # the path it runs with must always be its own.
+    schemas = ["tenant_a", "tenant_b", "public"]
+    counter = iter(range(THREADS))
+    lock = threading.Lock()
+    wrong: list[tuple[str, str]] = []
+    pids: set[int] = set()
+    per_schema = dict.fromkeys(schemas, 0)
+
+    def run(barrier: threading.Barrier) -> None:
+        from django.db import connection
+
+        with lock:
+            schema = schemas[next(counter) % len(schemas)]
+        if schema == "public":
+            connection.set_schema_to_public()
+        else:
+            connection.set_tenant(Client.objects.get(schema_name=schema))
+        expected = "public" if schema == "public" else f"{schema}, public"
+        barrier.wait()
+        for j in range(WRITES_PER_THREAD):
+            if schema != "public":
+                Note.objects.create(text=f"{schema}-{j}")
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT current_setting('search_path'), pg_backend_pid()")
+                path, pid = cursor.fetchone()
+            with lock:
+                pids.add(pid)
+                if path != expected:
+                    wrong.append((expected, path))
+                per_schema[schema] += schema != "public"
+
+    on_threads(THREADS, run)
+    report["wrong_search_paths"] = wrong
+    report["thread_pids"] = len(pids)
+    counts = {}
+    for schema in ("tenant_a", "tenant_b"):
+        connection.set_tenant(Client.objects.get(schema_name=schema))
+        counts[schema] = [Note.objects.count(), per_schema[schema]]
+    connection.set_schema_to_public()
+    report["counts"] = counts
+    report["holders"] = connection.lease_holders()
+    report["engine_warnings"] = warnings
+    report.update(server_sessions())
+    return report
+
+
+def _count_warnings(logger: Any) -> list[str]:
+    """Messages of the warnings ``logger`` emits from now on (the engine warns
+    when a statement pins a connection)."""
+    import logging
+
+    seen: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record.getMessage())
+
+    logger.addHandler(Collect(logging.WARNING))
+    return seen
+
+
+SCENARIOS: dict[str, Callable[[], dict[str, Any]]] = {"postgis": postgis, "tenants": tenants}
 
 
 def main(name: str) -> None:

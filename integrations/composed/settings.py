@@ -50,6 +50,7 @@ elif BACKEND == "tenants":
     TENANT_MODEL = "tenant_app.Client"
     TENANT_DOMAIN_MODEL = "tenant_app.Domain"
     DATABASE_ROUTERS = ["django_tenants.routers.TenantSyncRouter"]
+    TENANT_LIMIT_SET_CALLS = os.environ.get("COMPOSED_LIMIT_SET_CALLS") == "1"
 elif BACKEND == "prometheus":
     INSTALLED_APPS += ["django_prometheus", "integrations.composed.notes_app"]
 
