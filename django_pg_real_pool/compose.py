@@ -66,10 +66,20 @@ _adjusted_mixins: dict[tuple[type[Any], ...], type[Any]] = {}
 
 
 def _adjusted(mixin: type[Any], base: type[Any], extra: tuple[type[Any], ...]) -> type[Any]:
-    """``mixin`` preceded by ``extra`` and by what known bases need (django-tenants)."""
+    """``mixin`` preceded by ``extra`` and by what known bases need
+    (django-tenants, django-prometheus)."""
+    from ._prometheus import PrometheusMixin, is_prometheus_wrapper
     from ._tenants import TenantsMixin, is_tenants_wrapper
 
-    parts = (*((TenantsMixin,) if is_tenants_wrapper(base) else ()), *extra)
+    known = [
+        adjustment
+        for adjustment, applies in (
+            (TenantsMixin, is_tenants_wrapper),
+            (PrometheusMixin, is_prometheus_wrapper),
+        )
+        if applies(base)
+    ]
+    parts = (*known, *extra)
     if not parts:
         return mixin
     key = (*parts, mixin)

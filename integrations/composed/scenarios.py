@@ -252,7 +252,56 @@ def _count_warnings(logger: Any) -> list[str]:
     return seen
 
 
-SCENARIOS: dict[str, Callable[[], dict[str, Any]]] = {"postgis": postgis, "tenants": tenants}
+def prometheus() -> dict[str, Any]:
+    from django.core.management import call_command
+    from django.db import connection
+    from prometheus_client import REGISTRY
+
+    from integrations.composed.notes_app.models import Note
+
+    labels = {"alias": "default", "vendor": "postgresql"}
+
+    def metric(name: str) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    call_command("migrate", verbosity=0)
+    executed = metric("django_db_execute_total")
+    released = []
+    pids = set()
+    for i in range(20):
+        Note.objects.create(text=f"note-{i}")
+        released.append(connection.connection is None)
+        pids.add(backend_pid())
+        released.append(connection.connection is None)
+    with connection.cursor() as cursor:
+        cursor.executemany("INSERT INTO notes_app_note (text) VALUES (%s)", [["m1"], ["m2"]])
+    report: dict[str, Any] = {
+        # 20 inserts, 20 pid queries, one executemany of 2.
+        "executed": metric("django_db_execute_total") - executed,
+        "executed_many": metric("django_db_execute_many_total"),
+        "released": all(released),
+        "main_pids": len(pids),
+        "rows": Note.objects.count(),
+    }
+    report.update(_threads_on_small_pool(lambda i, j: Note(text=f"t{i}-{j}")))
+    report["rows_after_threads"] = Note.objects.count()
+    report["new_connections"] = metric("django_db_new_connections_total")
+    with _admin() as admin:
+        row = admin.execute(
+            "SELECT count(DISTINCT pid) FROM pg_stat_activity WHERE application_name = %s "
+            "AND datname = current_database()",
+            [connection.settings_dict["OPTIONS"]["application_name"]],
+        ).fetchone()
+        report["server_backends"] = row[0] if row else None
+    report.update(server_sessions())
+    return report
+
+
+SCENARIOS: dict[str, Callable[[], dict[str, Any]]] = {
+    "postgis": postgis,
+    "tenants": tenants,
+    "prometheus": prometheus,
+}
 
 
 def main(name: str) -> None:
