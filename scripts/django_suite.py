@@ -72,6 +72,16 @@ SUBSET = [
     "migrations",
 ]
 
+# CI's bounded subset of gis_tests (--gis --subset): the apps that reach the
+# database, all 42 of its TransactionTestCases among them (~10 s per run).
+GIS_SUBSET = [
+    "gis_tests.geoapp",
+    "gis_tests.gis_migrations",
+    "gis_tests.geogapp",
+    "gis_tests.distapp",
+    "gis_tests.rasterapp",
+]
+
 # Same pool for every configuration: enough for the suite's threaded tests
 # (live servers, select_for_update, thread-sharing tests) on each alias.
 POOL = {"min_size": 1, "max_size": 20, "timeout": 20}
@@ -572,6 +582,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="the PostGIS configurations, on gis_tests unless labels are given",
     )
+    parser.add_argument(
+        "--skip-without-postgis",
+        action="store_true",
+        help="with --gis: exit 0, saying what is missing, when no server with PostGIS is found",
+    )
     parser.add_argument("--parallel", type=int, default=2, choices=(1, 2))
     parser.add_argument(
         "--start-method",
@@ -600,7 +615,7 @@ def main(argv: list[str] | None = None) -> int:
     # SIGTERM unwinds like Ctrl-C: the running suite is killed and the
     # throwaway server stopped (context managers), nothing left behind.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    labels = list(args.labels) + (SUBSET if args.subset else [])
+    labels = list(args.labels) + ((GIS_SUBSET if args.gis else SUBSET) if args.subset else [])
     if args.gis and not labels:
         labels = ["gis_tests"]
     args.configs = args.configs or (GIS_CONFIGS if args.gis else DEFAULT_CONFIGS)
@@ -609,6 +624,17 @@ def main(argv: list[str] | None = None) -> int:
             "--parallel 2 needs tblib (Django's parallel runner pickles tracebacks with "
             "it): pip install tblib, or pass --parallel 1"
         )
+    if (
+        args.gis
+        and args.skip_without_postgis
+        and not os.environ.get(DSN_ENV)
+        and system_bindir_with("postgis") is None
+    ):
+        print(
+            "django_suite --gis skipped: no PostgreSQL with PostGIS on this machine "
+            "(as root: make postgis-deps, i.e. Debian's postgresql-15-postgis-3)"
+        )
+        return 0
     timeout = args.timeout or (3600.0 if not labels else 900.0)
     version = installed_django()
     tests = fetch_tests(version, args.workdir)
