@@ -45,6 +45,8 @@ else:
 generation = 1
 _generation_lock = threading.Lock()
 _watching_migrations = False
+# Per alias: the generation at which PostGIS' type caches were last cleared.
+_postgis_cleared: dict[str, int] = {}
 
 # DDL after which adapters registered on connections may be stale.
 _TYPE_DDL = re.compile(
@@ -169,9 +171,14 @@ class ConnectionSetupMixin(_Base):
         """
         register_geometry_adapters = getattr(self, "register_geometry_adapters", None)
         if register_geometry_adapters is not None:
-            # clear_caches: PostGIS caches a missing type (the extension not
-            # created yet) as None, per alias.
-            register_geometry_adapters(raw, refresh)
+            # PostGIS caches its types' oids per alias, a missing type (the
+            # extension not created yet) as None: fetched again once per
+            # generation (for connections new or set up again alike), not
+            # once per connection.
+            clear = _postgis_cleared.get(self.alias) != generation
+            if clear:
+                _postgis_cleared[self.alias] = generation
+            register_geometry_adapters(raw, clear)
 
     def prepare_database(self) -> None:
         # PostGIS creates its extension here, on a plain cursor.
