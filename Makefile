@@ -12,7 +12,7 @@ PYTEST_FLAGS ?=
 BIN := $(VENV)/bin
 BIN_DJ6 := $(VENV_DJ6)/bin
 
-.PHONY: help demo test lint types pytest pytest-dj6 django-suite-subset bench format clean
+.PHONY: help demo test lint types pytest pytest-dj6 django-suite-subset django-suite-gis-subset bench format clean postgis-deps
 
 help:
 	@echo "make demo   - stock native pool vs django_pg_real_pool under gunicorn, side by side"
@@ -22,7 +22,7 @@ help:
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install $(PIP_FLAGS) --upgrade pip
-	$(BIN)/python -m pip install $(PIP_FLAGS) -e '.[dev]' 'Django>=5.2,<5.3'
+	$(BIN)/python -m pip install $(PIP_FLAGS) -e '.[dev,tenants,django-prometheus]' 'Django>=5.2,<5.3'
 	touch $@
 
 $(BIN_DJ6)/.installed: pyproject.toml
@@ -39,7 +39,12 @@ lint: $(BIN)/.installed
 types: $(BIN)/.installed
 	$(BIN)/mypy
 
-pytest: $(BIN)/.installed
+# Debian's PostGIS and GDAL/GEOS for the composed-engine tests (as root, as in
+# CI); says what is missing otherwise, and those tests skip themselves.
+postgis-deps:
+	sh scripts/install_postgis.sh
+
+pytest: $(BIN)/.installed postgis-deps
 	$(BIN)/python -m pytest $(PYTEST_FLAGS)
 
 # The core suite on Django 6.x (the e2e worker suites run once, above).
@@ -51,7 +56,12 @@ pytest-dj6: $(BIN_DJ6)/.installed
 django-suite-subset: $(BIN)/.installed
 	$(BIN)/python scripts/django_suite.py --subset
 
-test: lint types pytest pytest-dj6 django-suite-subset
+# gis_tests' subset on the PostGIS engines vs stock PostGIS (skipped, saying
+# why, where PostGIS cannot be installed).
+django-suite-gis-subset: $(BIN)/.installed postgis-deps
+	$(BIN)/python scripts/django_suite.py --gis --subset --skip-without-postgis
+
+test: lint types pytest pytest-dj6 django-suite-subset django-suite-gis-subset
 
 format: $(BIN)/.installed
 	$(BIN)/ruff format .

@@ -17,11 +17,13 @@ __all__ = [
     "PoolExhausted",
     "SessionStateError",
     "__version__",
+    "invalidate_setup",
     "pinned",
 ]
 
 if TYPE_CHECKING:
     from ._pinned import pinned
+    from ._setup import invalidate_setup
 
 
 def __getattr__(name: str) -> Any:
@@ -31,4 +33,8 @@ def __getattr__(name: str) -> Any:
         from ._pinned import pinned
 
         return pinned
+    if name == "invalidate_setup":
+        from ._setup import invalidate_setup
+
+        return invalidate_setup
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

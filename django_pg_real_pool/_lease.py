@@ -38,7 +38,7 @@ from django.utils.asyncio import async_unsafe
 from psycopg.pq import TransactionStatus
 from psycopg_pool import TooManyRequests
 
-from . import _fork, _leaks, _session, _session_policy
+from . import _fork, _leaks, _session, _session_policy, _setup
 from ._compat import DJANGO_ENSURE_CONNECTION, check_not_async
 from ._cursors import (
     LeasedCursorDebugWrapper,
@@ -357,7 +357,9 @@ class LeaseMixin(ConnectionSetupMixin):
         now = monotonic()
         counters.acquires += 1
         counters.wait_us += (now - t0) * 1e6
-        if not state.configured:
+        # One integer comparison: set up again only after DISCARD ALL or a
+        # change of the database's types (see _setup.py).
+        if state.setup_gen != _setup.generation:
             try:
                 self._lease_configure(raw)
             except BaseException:
@@ -608,7 +610,7 @@ class LeaseMixin(ConnectionSetupMixin):
                     _session.discard_session(raw)
                     # DISCARD ALL undid the set-up too: redo it (and tell
                     # connection_created receivers) at the next borrow.
-                    state.configured = False
+                    state.setup_gen = 0
                     state.announced = False
                 elif not raw.autocommit:
                     raw.autocommit = True

@@ -65,7 +65,7 @@ def _poller(fd: int) -> Any:
 class ConnState:
     """What the engine remembers about one physical connection."""
 
-    __slots__ = ("announced", "configured", "lent_at", "poller", "pooler", "returned_at", "writer")
+    __slots__ = ("announced", "lent_at", "poller", "pooler", "returned_at", "setup_gen", "writer")
 
     def __init__(self, fd: int, pgconn: Any = None) -> None:
         #: A ``poll`` object on the connection's socket. An idle, clean
@@ -76,8 +76,9 @@ class ConnState:
         #: ``select()``, which rebuilds its descriptor sets; a closed descriptor
         #: reports ``POLLNVAL``, readable too.
         self.poller = _poller(fd)
-        #: Time zone and role applied (Django's ``_configure_connection``).
-        self.configured = False
+        #: ``_setup.generation`` when time zone, role and adapters were applied
+        #: (0: never, or undone by ``DISCARD ALL``; see ``_setup.py``).
+        self.setup_gen = 0
         #: ``connection_created`` sent for this physical connection.
         self.announced = False
         #: ``monotonic()`` when it was last released (parked or given back).

@@ -6,10 +6,23 @@ engine does that once per physical connection, when the pool creates it (the
 pool's ``configure`` callback) or after a ``DISCARD ALL`` undid it, never per
 borrow. Before reuse, the lease checks a connection without a round trip
 (see ``ConnState.poller``); one it finds suspect is pinged here.
+
+Set-up that stays right: what a receiver registers on a connection (type
+adapters for ``hstore``, PostGIS geometries, an enum) depends on the database's
+types, which a migration may change after connections were set up. A
+process-wide :data:`generation` counts such changes (:func:`invalidate_setup`:
+``prepare_database()``, DDL that creates or alters extensions or types run
+through a schema editor, ``post_migrate``); each physical connection remembers
+the generation it was set up at and is set up again, ``connection_created``
+included, at its first borrow after a change. A borrow when nothing changed
+compares two integers.
 """
 
 from __future__ import annotations
 
+import re
+import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -27,6 +40,74 @@ if TYPE_CHECKING:
 else:
     _Base = object
 
+#: Bumped whenever the database's types may have changed (see the module).
+#: Read as ``_setup.generation`` on every borrow: never import the name.
+generation = 1
+_generation_lock = threading.Lock()
+_watching_migrations = False
+# Per alias: the generation at which PostGIS' type caches were last cleared.
+_postgis_cleared: dict[str, int] = {}
+
+# DDL after which adapters registered on connections may be stale.
+_TYPE_DDL = re.compile(
+    r"\s*(?:CREATE|ALTER|DROP)\s+(?:OR\s+REPLACE\s+)?(?:EXTENSION|TYPE|DOMAIN)\b", re.IGNORECASE
+)
+
+# Django's own per-process caches of type oids, read by connection_created
+# receivers (django.contrib.postgres): cleared with each generation, as
+# Django's CreateExtension operation clears them.
+_DJANGO_OID_CACHES = (
+    ("django.contrib.postgres.signals", "get_hstore_oids"),
+    ("django.contrib.postgres.signals", "get_citext_oids"),
+)
+
+
+def invalidate_setup() -> None:
+    """Set up every physical connection again at its next borrow.
+
+    Call it after changing the database's types outside a migration (a
+    ``CREATE EXTENSION`` on a plain cursor, say); the engine calls it itself
+    for ``prepare_database()``, extension/type DDL run by a schema editor and
+    ``post_migrate``.
+    """
+    global generation
+    with _generation_lock:
+        generation += 1
+    for module_name, name in _DJANGO_OID_CACHES:
+        module = sys.modules.get(module_name)
+        cached = getattr(module, name, None)
+        if cached is not None:
+            cached.cache_clear()
+
+
+def changes_types(sql: object) -> bool:
+    """Whether ``sql`` creates, alters or drops an extension, type or domain."""
+    return type(sql) is str and _TYPE_DDL.match(sql) is not None
+
+
+def watch_migrations() -> None:
+    """Invalidate the set-up after each ``migrate`` (connected once per process)."""
+    global _watching_migrations
+    if _watching_migrations:
+        return
+    from django.db.models.signals import post_migrate
+
+    post_migrate.connect(_after_migrate, dispatch_uid="django_pg_real_pool.setup")
+    _watching_migrations = True
+
+
+def _after_migrate(**kwargs: Any) -> None:
+    invalidate_setup()
+
+
+class SetupAwareSchemaEditor:
+    """Schema editor mixin: DDL that changes types invalidates the set-up."""
+
+    def execute(self, sql: Any, params: Any = ()) -> None:
+        super().execute(sql, params)  # type: ignore[misc]
+        if changes_types(str(sql)):
+            invalidate_setup()
+
 
 class ConnectionSetupMixin(_Base):
     """Configure physical connections, ping suspect ones (see the module).
@@ -40,6 +121,10 @@ class ConnectionSetupMixin(_Base):
     _lease_counters: LeaseCounters
     _lease_idle_check: float | None
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        watch_migrations()
+
     def _lease_ping_fails(self, raw: Any) -> bool:
         """One round trip on a suspect connection: True if it does not work."""
         self._lease_counters.pings += 1
@@ -50,7 +135,17 @@ class ConnectionSetupMixin(_Base):
         return False
 
     def _lease_configure(self, raw: Any) -> None:
-        """Per physical connection: what Django's connect() does every time."""
+        """Per physical connection: what Django's connect() does every time.
+
+        Also after a ``DISCARD ALL`` and after :func:`invalidate_setup`; then
+        ``connection_created`` is sent again too.
+        """
+        state = raw.pgrp_state
+        # Read first: a change while this runs sets the connection up again
+        # at its next borrow.
+        current = generation
+        refresh = state.setup_gen != 0
+        state.announced = False
         if not raw.autocommit:
             raw.autocommit = True
         self._configure_connection(raw)  # type: ignore[attr-defined]
@@ -58,7 +153,37 @@ class ConnectionSetupMixin(_Base):
         if "isolation_level" in options:
             raw.isolation_level = self.isolation_level  # type: ignore[attr-defined]
         self._lease_register_tzloader(raw)
-        raw.pgrp_state.configured = True
+        self.lease_setup_connection(raw, refresh=refresh)
+        state.setup_gen = current
+
+    def lease_setup_connection(self, raw: Any, *, refresh: bool) -> None:
+        """Hook for composed engines: per-physical-connection work the base
+        backend does in ``get_new_connection()``, which borrowing skips.
+
+        ``raw`` is the psycopg connection. ``refresh`` is True when it was set
+        up before the database's types may have changed (see
+        :func:`invalidate_setup`): drop caches that could be stale.
+        Runs before ``connection_created``.
+
+        Built in: PostGIS' geometry adapters, found by the method PostGIS
+        wrappers have (as Django's ``CreateExtension`` operation does), so
+        that any composition with PostGIS gets them.
+        """
+        register_geometry_adapters = getattr(self, "register_geometry_adapters", None)
+        if register_geometry_adapters is not None:
+            # PostGIS caches its types' oids per alias, a missing type (the
+            # extension not created yet) as None: fetched again once per
+            # generation (for connections new or set up again alike), not
+            # once per connection.
+            clear = _postgis_cleared.get(self.alias) != generation
+            if clear:
+                _postgis_cleared[self.alias] = generation
+            register_geometry_adapters(raw, clear)
+
+    def prepare_database(self) -> None:
+        # PostGIS creates its extension here, on a plain cursor.
+        super().prepare_database()
+        invalidate_setup()
 
     def _lease_register_tzloader(self, raw: Any) -> None:
         from django.db.backends.postgresql.base import TIMESTAMPTZ_OID

@@ -20,6 +20,7 @@ check_psycopg3(pg_base.is_psycopg3)  # type: ignore[attr-defined]
 import psycopg  # noqa: E402
 
 from . import _fork  # noqa: E402
+from ._compose import schema_editor_class  # noqa: E402
 from ._credentials import pool_kwargs  # noqa: E402
 from ._lease import LeaseMixin  # noqa: E402
 from ._pools import NativePool, PooledConnection, native_pools_lock  # noqa: E402
@@ -30,11 +31,12 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("django_pg_real_pool")
 
-__all__ = ["DatabaseWrapper"]
+__all__ = ["DatabaseWrapper", "NativePoolMixin"]
 
 
-class DatabaseWrapper(LeaseMixin, pg_base.DatabaseWrapper):  # type: ignore[misc]
-    """Django's PostgreSQL ``DatabaseWrapper`` with per-query pool release."""
+class NativePoolMixin(LeaseMixin):
+    """Per-query release on Django's native ``psycopg_pool`` pool, for any
+    wrapper derived from Django's PostgreSQL one (see ``compose.py``)."""
 
     # Our own per-alias pools, apart from the stock backend's: both engines
     # may serve different aliases in one process.
@@ -114,6 +116,12 @@ class DatabaseWrapper(LeaseMixin, pg_base.DatabaseWrapper):  # type: ignore[misc
         self._lease_settings = None
 
 
+class DatabaseWrapper(NativePoolMixin, pg_base.DatabaseWrapper):  # type: ignore[misc]
+    """Django's PostgreSQL ``DatabaseWrapper`` with per-query pool release."""
+
+    SchemaEditorClass = schema_editor_class(pg_base.DatabaseWrapper)
+
+
 class _Configure:
     """A pool's ``configure`` callback: the wrapper that created the pool
     configures each new connection, as with Django's own pool.
@@ -126,8 +134,8 @@ class _Configure:
 
     __slots__ = ("wrapper",)
 
-    def __init__(self, wrapper: DatabaseWrapper) -> None:
-        self.wrapper: DatabaseWrapper | None = wrapper
+    def __init__(self, wrapper: NativePoolMixin) -> None:
+        self.wrapper: NativePoolMixin | None = wrapper
 
     def __call__(self, raw: Any) -> None:
         wrapper = self.wrapper
@@ -138,10 +146,10 @@ class _Configure:
 
 
 def _forget_pools_after_fork() -> list[Any]:
-    inherited: list[Any] = list(DatabaseWrapper._connection_pools.values())
-    DatabaseWrapper._connection_pools.clear()
-    DatabaseWrapper._adapters.clear()
-    DatabaseWrapper._configures.clear()
+    inherited: list[Any] = list(NativePoolMixin._connection_pools.values())
+    NativePoolMixin._connection_pools.clear()
+    NativePoolMixin._adapters.clear()
+    NativePoolMixin._configures.clear()
     return inherited
 
 

@@ -7,7 +7,11 @@ one ``DJANGO_PG_REAL_POOL_TEST_DSN`` names). Configurations:
 
 * ``ours``: ``ENGINE = "django_pg_real_pool"``, native pool;
 * ``ours_djpool``: ``ENGINE = "django_pg_real_pool.dj_db_conn_pool"``;
-* ``stock``: ``ENGINE = "django.db.backends.postgresql"`` with ``OPTIONS["pool"]``.
+* ``stock``: ``ENGINE = "django.db.backends.postgresql"`` with ``OPTIONS["pool"]``;
+* with ``--gis`` (``gis_tests`` by default, on a system PostgreSQL with
+  PostGIS): ``ours_postgis`` (``django_pg_real_pool.postgis``),
+  ``ours_djpool_postgis`` (``django_pg_real_pool.dj_db_conn_pool.postgis``),
+  compared with ``stock_postgis`` (Django's PostGIS backend on its pool).
 
 Each run has a timeout: a hang is reported (with every thread's stack, dumped
 through ``faulthandler``) and the run killed, never waited on forever. Results
@@ -18,6 +22,7 @@ pass on stock. Usage::
     python scripts/django_suite.py                   # the whole suite (~10+ min per config)
     python scripts/django_suite.py --subset          # CI's bounded subset
     python scripts/django_suite.py --configs ours stock -- backends.postgresql
+    python scripts/django_suite.py --gis             # gis_tests on the PostGIS engines
 
 Exit status: 0 when no test fails on ours but passes on stock (apart from
 the documented ``KNOWN`` ones) and no run timed out, 1 otherwise.
@@ -47,7 +52,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from django_suite_runner import RESULTS_ENV, START_METHOD_ENV, merge  # noqa: E402
 
-from tests.support.pgserver import DSN_ENV, PostgresServer, settings_from_dsn  # noqa: E402
+from tests.support.pgserver import (  # noqa: E402
+    DSN_ENV,
+    PostgresServer,
+    settings_from_dsn,
+    system_bindir_with,
+)
 
 # CI's bounded subset: the apps that exercise connections and transactions
 # (see docs/django-suite.md for how long it takes).
@@ -60,6 +70,16 @@ SUBSET = [
     "test_utils",
     "multiple_database",
     "migrations",
+]
+
+# CI's bounded subset of gis_tests (--gis --subset): the apps that reach the
+# database, all 42 of its TransactionTestCases among them (~10 s per run).
+GIS_SUBSET = [
+    "gis_tests.geoapp",
+    "gis_tests.gis_migrations",
+    "gis_tests.geogapp",
+    "gis_tests.distapp",
+    "gis_tests.rasterapp",
 ]
 
 # Same pool for every configuration: enough for the suite's threaded tests
@@ -75,6 +95,25 @@ CONFIGS: dict[str, dict[str, Any]] = {
         "POOL_OPTIONS": DJ_POOL,
     },
     "stock": {"ENGINE": "django.db.backends.postgresql", "OPTIONS": {"pool": POOL}},
+    "ours_postgis": {"ENGINE": "django_pg_real_pool.postgis", "OPTIONS": {"pool": POOL}},
+    "ours_djpool_postgis": {
+        "ENGINE": "django_pg_real_pool.dj_db_conn_pool.postgis",
+        "OPTIONS": {},
+        "POOL_OPTIONS": DJ_POOL,
+    },
+    "stock_postgis": {
+        "ENGINE": "django.contrib.gis.db.backends.postgis",
+        "OPTIONS": {"pool": POOL},
+    },
+}
+DEFAULT_CONFIGS = ["ours", "ours_djpool", "stock"]
+GIS_CONFIGS = ["ours_postgis", "ours_djpool_postgis", "stock_postgis"]
+# What each configuration is compared with (the stock backend under it).
+REFERENCE = {
+    "ours": "stock",
+    "ours_djpool": "stock",
+    "ours_postgis": "stock_postgis",
+    "ours_djpool_postgis": "stock_postgis",
 }
 # Tests that cannot hold for a release-as-soon-as-possible backend, per
 # configuration, with the reason (docs/django-suite.md explains each). They
@@ -340,12 +379,10 @@ def disputed(runs: list[dict[str, Any]]) -> list[str]:
     """Runnable test ids whose outcome on one of our configurations disagrees
     with stock: the regressions, and the known failures that passed."""
     by_name = {run["config"]: run for run in runs}
-    stock = by_name.get("stock")
-    if stock is None:
-        return []
     names: set[str] = set()
     for run in runs:
-        if run is stock:
+        stock = by_name.get(REFERENCE.get(run["config"], ""))
+        if stock is None:
             continue
         names.update(name for name, _ in regressions(run, stock))
         names.update(known_but_passing(run))
@@ -412,16 +449,16 @@ def report(runs: list[dict[str, Any]], labels: str, version: str) -> tuple[str, 
             break
     by_name = {run["config"]: run for run in runs}
     ok = not any(run["timed_out"] for run in runs)
-    stock = by_name.get("stock")
     for run in runs:
-        if stock is None or run is stock:
+        stock = by_name.get(REFERENCE.get(run["config"], ""))
+        if stock is None:
             continue
         config = run["config"]
         found = regressions(run, stock)
         known = [(n, o) for n, o in found if config in KNOWN.get(n, ((), ""))[0]]
         unexpected = [(n, o) for n, o in found if (n, o) not in known]
         ok = ok and not unexpected
-        lines.append(f"Failing on `{config}` but passing on `stock`: {len(unexpected)}")
+        lines.append(f"Failing on `{config}` but passing on `{stock['config']}`: {len(unexpected)}")
         for name, outcome in unexpected:
             detail = run["outcomes"].get(name, {}).get("detail", "")
             last = detail.strip().splitlines()[-1] if detail.strip() else ""
@@ -452,7 +489,9 @@ def report(runs: list[dict[str, Any]], labels: str, version: str) -> tuple[str, 
             if entry["outcome"] not in BAD and stock["outcomes"].get(name, {}).get("outcome") in BAD
         ]
         if fixed:
-            lines.append(f"Passing on `{run['config']}` but failing on `stock`: {len(fixed)}")
+            lines.append(
+                f"Passing on `{run['config']}` but failing on `{stock['config']}`: {len(fixed)}"
+            )
             lines.extend(f"- `{name}`" for name in sorted(fixed))
             lines.append("")
     return "\n".join(lines), ok
@@ -510,14 +549,23 @@ def whole_suite_labels(tests: Path, skip: set[str]) -> list[str]:
 
 
 @contextlib.contextmanager
-def server() -> Iterator[str]:
+def server(*, postgis: bool = False) -> Iterator[str]:
     dsn = os.environ.get(DSN_ENV)
     if dsn:
         # Someone else's server: left as it is (it needs ICU for the whole suite).
         yield dsn
         return
+    bindir = None
+    if postgis:
+        # The embedded wheel has no PostGIS (make postgis-deps installs Debian's).
+        bindir = system_bindir_with("postgis")
+        if bindir is None:
+            raise SystemExit(
+                "--gis needs a PostgreSQL with PostGIS: run `make postgis-deps` as root "
+                f"(Debian's postgresql-15-postgis-3), or set {DSN_ENV}"
+            )
     # The suite creates test databases per worker; the defaults allow 400 sessions.
-    with PostgresServer() as pg:
+    with PostgresServer(bindir=bindir) as pg:
         created = add_stand_in_collations(pg.dsn())
         if created:
             print(f"no ICU on this server: stand-in collation(s) {created} (copies of C)")
@@ -528,8 +576,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("labels", nargs="*", help="runtests.py labels (default: whole suite)")
     parser.add_argument("--subset", action="store_true", help="CI's bounded subset of labels")
+    parser.add_argument("--configs", nargs="+", choices=list(CONFIGS), metavar="CONFIG")
     parser.add_argument(
-        "--configs", nargs="+", choices=list(CONFIGS), default=list(CONFIGS), metavar="CONFIG"
+        "--gis",
+        action="store_true",
+        help="the PostGIS configurations, on gis_tests unless labels are given",
+    )
+    parser.add_argument(
+        "--skip-without-postgis",
+        action="store_true",
+        help="with --gis: exit 0, saying what is missing, when no server with PostGIS is found",
     )
     parser.add_argument("--parallel", type=int, default=2, choices=(1, 2))
     parser.add_argument(
@@ -559,12 +615,26 @@ def main(argv: list[str] | None = None) -> int:
     # SIGTERM unwinds like Ctrl-C: the running suite is killed and the
     # throwaway server stopped (context managers), nothing left behind.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    labels = list(args.labels) + (SUBSET if args.subset else [])
+    labels = list(args.labels) + ((GIS_SUBSET if args.gis else SUBSET) if args.subset else [])
+    if args.gis and not labels:
+        labels = ["gis_tests"]
+    args.configs = args.configs or (GIS_CONFIGS if args.gis else DEFAULT_CONFIGS)
     if args.parallel > 1 and importlib.util.find_spec("tblib") is None:
         parser.error(
             "--parallel 2 needs tblib (Django's parallel runner pickles tracebacks with "
             "it): pip install tblib, or pass --parallel 1"
         )
+    if (
+        args.gis
+        and args.skip_without_postgis
+        and not os.environ.get(DSN_ENV)
+        and system_bindir_with("postgis") is None
+    ):
+        print(
+            "django_suite --gis skipped: no PostgreSQL with PostGIS on this machine "
+            "(as root: make postgis-deps, i.e. Debian's postgresql-15-postgis-3)"
+        )
+        return 0
     timeout = args.timeout or (3600.0 if not labels else 900.0)
     version = installed_django()
     tests = fetch_tests(version, args.workdir)
@@ -579,7 +649,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     extra_path = [str(Path(p).resolve()) for p in args.pythonpath]
     runs = []
-    with server() as dsn:
+    with server(postgis=args.gis) as dsn:
         if not labels:
             missing = missing_extensions(dsn)
             skip = {app for app, ext in NEEDS_EXTENSION.items() if ext in missing}

@@ -21,7 +21,6 @@ check_django_version(django.VERSION)
 
 from django.db.backends.base.base import BaseDatabaseWrapper  # noqa: E402
 from django.db.backends.postgresql import base as pg_base  # noqa: E402
-from django.db.backends.postgresql import creation as pg_creation  # noqa: E402
 
 check_psycopg3(pg_base.is_psycopg3)  # type: ignore[attr-defined]
 
@@ -38,13 +37,14 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
     ) from exc
 
 from .. import _fork  # noqa: E402
+from .._compose import schema_editor_class  # noqa: E402
 from .._credentials import credentials_source  # noqa: E402
 from .._lease import LeaseMixin  # noqa: E402
 from .._pools import PooledConnection  # noqa: E402
 from .._validate import resolve_isolation_level  # noqa: E402
 from ._pool import QueuePoolAdapter  # noqa: E402
 
-__all__ = ["DatabaseWrapper"]
+__all__ = ["DatabaseWrapper", "DjPoolMixin", "UnwrapForPostGIS", "creation_class"]
 
 _adapters: dict[str, QueuePoolAdapter] = {}
 
@@ -64,12 +64,16 @@ class _GiveBackParkedFirst:
         super()._destroy_test_db(test_database_name, verbosity)  # type: ignore[misc]
 
 
-class DatabaseCreation(
-    _GiveBackParkedFirst,
-    DatabaseCreationMixin,  # type: ignore[misc]
-    pg_creation.DatabaseCreation,
-):
-    """django-db-connection-pool's creation class for PostgreSQL, built once."""
+def creation_class(base: type[Any]) -> type[Any]:
+    """django-db-connection-pool's creation class on ``base``'s, built once per base."""
+    return type(
+        "DatabaseCreation",
+        (_GiveBackParkedFirst, DatabaseCreationMixin, base.creation_class),
+        {"__module__": __name__},
+    )
+
+
+DatabaseCreation = creation_class(pg_base.DatabaseWrapper)
 
 
 class _OneCreationClass:
@@ -88,15 +92,14 @@ class _OneCreationClass:
         super(DatabasePoolWrapperMixin, self).__init__(*args, **kwargs)
 
 
-class DatabaseWrapper(
+class DjPoolMixin(
     LeaseMixin,
     _OneCreationClass,
     PGDatabaseWrapperMixin,  # type: ignore[misc]
-    pg_base.DatabaseWrapper,
 ):
-    """django-db-connection-pool's PostgreSQL wrapper with per-query release."""
-
-    creation_class = DatabaseCreation
+    """Per-query release on django-db-connection-pool's SQLAlchemy pool, for
+    any wrapper derived from Django's PostgreSQL one (see ``compose.py``).
+    The wrapper class also needs ``creation_class(base)``."""
 
     # Django's representation (django-db-connection-pool's mixin replaces it).
     __repr__ = BaseDatabaseWrapper.__repr__
@@ -159,6 +162,24 @@ class DatabaseWrapper(
         if pool is not None:
             pool.dispose()
         self._lease_settings = None
+
+
+class UnwrapForPostGIS:
+    """PostGIS on SQLAlchemy's pool: Django passes PostGIS ``self.connection``
+    (``prepare_database()``, the ``CreateExtension`` operation), here
+    SQLAlchemy's proxy, which psycopg's ``TypeInfo.fetch`` refuses; PostGIS
+    gets the psycopg connection inside it."""
+
+    def register_geometry_adapters(self, pg_connection: Any, clear_caches: bool = False) -> None:
+        raw = getattr(pg_connection, "driver_connection", pg_connection)
+        super().register_geometry_adapters(raw, clear_caches)  # type: ignore[misc]
+
+
+class DatabaseWrapper(DjPoolMixin, pg_base.DatabaseWrapper):  # type: ignore[misc]
+    """django-db-connection-pool's PostgreSQL wrapper with per-query release."""
+
+    creation_class = DatabaseCreation
+    SchemaEditorClass = schema_editor_class(pg_base.DatabaseWrapper)
 
 
 class _Connect:

@@ -69,6 +69,22 @@ def find_bindir() -> Path:
     )
 
 
+def system_bindir_with(extension: str) -> Path | None:
+    """A system installation's server binaries (Debian's
+    /usr/lib/postgresql/<version>/bin) whose server has ``extension``
+    installed, newest first; None if there is none.
+
+    The embedded wheel has no PostGIS: the GeoDjango tests use Debian's
+    ``postgresql-15-postgis-3`` (``scripts/install_postgis.sh``).
+    """
+    for initdb in sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), reverse=True):
+        bindir = Path(initdb).parent
+        version = bindir.parent.name
+        if Path(f"/usr/share/postgresql/{version}/extension/{extension}.control").exists():
+            return bindir
+    return None
+
+
 def _reachable_by_others(bindir: Path) -> bool:
     """Whether a user other than the owner may reach ``bindir`` (every
     directory on the way lets others through)."""
@@ -140,8 +156,15 @@ def _service_user() -> pwd.struct_passwd | None:
 class PostgresServer:
     """One PostgreSQL cluster in a temporary directory."""
 
-    def __init__(self, *, port: int | None = None, settings: dict[str, str] | None = None) -> None:
-        self.bindir = find_bindir()
+    def __init__(
+        self,
+        *,
+        port: int | None = None,
+        settings: dict[str, str] | None = None,
+        bindir: Path | None = None,
+    ) -> None:
+        # bindir: a given installation's binaries (see system_bindir_with).
+        self.bindir = bindir or find_bindir()
         self.port = port or free_port()
         self.settings = {**_SERVER_SETTINGS, **(settings or {})}
         self.user = _service_user()

@@ -1,0 +1,1 @@
+"""``ENGINE = "django_pg_real_pool.dj_db_conn_pool.prometheus"``: see ``base.py``."""

@@ -1,0 +1,1 @@
+"""``ENGINE = "django_pg_real_pool.postgis"``: see ``base.py``."""
