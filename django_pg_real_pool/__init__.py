@@ -18,10 +18,12 @@ __all__ = [
     "SessionStateError",
     "__version__",
     "pinned",
+    "task_scope",
 ]
 
 if TYPE_CHECKING:
     from ._pinned import pinned
+    from ._scope import task_scope
 
 
 def __getattr__(name: str) -> Any:
@@ -31,4 +33,8 @@ def __getattr__(name: str) -> Any:
         from ._pinned import pinned
 
         return pinned
+    if name == "task_scope":
+        from ._scope import task_scope
+
+        return task_scope
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
