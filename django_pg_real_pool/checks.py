@@ -10,7 +10,7 @@ Two ways in:
   ``manage.py check --database <alias>``.
 
 Ids are stable (``django_pg_real_pool.E001``...); each hint names the fix.
-The dramatiq (``E101``...) and Celery (``W201``) checks live with their
+The dramatiq (``E101``...), Celery (``W201``) and huey (``W301``) checks live with their
 integrations and are wired in here.
 """
 
@@ -46,6 +46,7 @@ ENGINE_POOL_KEYS = ("configure", "connection_class", "kwargs", "reset")
 _INTEGRATIONS = (
     ("django_pg_real_pool.dramatiq", "dramatiq"),
     ("django_pg_real_pool.celery", "celery"),
+    ("django_pg_real_pool.huey", "huey"),
 )
 
 
@@ -345,7 +346,7 @@ def check_databases(
 
 
 def check_integrations(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
-    """The dramatiq and Celery integrations' checks, when their queue is installed.
+    """The task runner integrations' checks, when their runner is installed.
 
     Each integration module provides ``system_check_messages() -> list[CheckMessage]``;
     it is imported only when its queue package is importable.
