@@ -10,8 +10,8 @@ Two ways in:
   ``manage.py check --database <alias>``.
 
 Ids are stable (``django_pg_real_pool.E001``...); each hint names the fix.
-The dramatiq (``E101``...), Celery (``W201``) and huey (``W301``) checks live with their
-integrations and are wired in here.
+The task runners' checks (dramatiq ``E101``..., Celery ``W201``, huey
+``W301``, RQ ``W401``) live with their integrations and are wired in here.
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ _INTEGRATIONS = (
     ("django_pg_real_pool.dramatiq", "dramatiq"),
     ("django_pg_real_pool.celery", "celery"),
     ("django_pg_real_pool.huey", "huey"),
+    ("django_pg_real_pool.rq", "django_rq"),
 )
 
 

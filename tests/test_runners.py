@@ -64,3 +64,20 @@ def test_huey_check_silent_without_django_huey() -> None:
     from django_pg_real_pool.huey import system_check_messages
 
     assert system_check_messages() == []
+
+
+def test_rq_worker_classes_and_check_without_django_rq() -> None:
+    from rq.worker import SimpleWorker, Worker
+
+    from django_pg_real_pool.rq import (
+        RealPoolSimpleWorker,
+        RealPoolWorker,
+        RealPoolWorkerMixin,
+        system_check_messages,
+    )
+
+    assert issubclass(RealPoolWorker, Worker)
+    assert issubclass(RealPoolSimpleWorker, SimpleWorker)
+    # The bracket runs first: it wraps RQ's own perform_job and teardown.
+    assert RealPoolWorker.__mro__[1] is RealPoolWorkerMixin
+    assert system_check_messages() == []
