@@ -11,7 +11,8 @@ Two ways in:
 
 Ids are stable (``django_pg_real_pool.E001``...); each hint names the fix.
 The task runners' checks (dramatiq ``E101``..., Celery ``W201``, huey
-``W301``, RQ ``W401``) live with their integrations and are wired in here.
+``W301``, RQ ``W401``, Django Tasks ``W501``) live with their integrations
+and are wired in here.
 """
 
 from __future__ import annotations
@@ -48,6 +49,8 @@ _INTEGRATIONS = (
     ("django_pg_real_pool.celery", "celery"),
     ("django_pg_real_pool.huey", "huey"),
     ("django_pg_real_pool.rq", "django_rq"),
+    # Django Tasks: built in from Django 6.0, the django_tasks backport before.
+    ("django_pg_real_pool.tasks", "django"),
 )
 
 

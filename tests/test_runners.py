@@ -81,3 +81,112 @@ def test_rq_worker_classes_and_check_without_django_rq() -> None:
     # The bracket runs first: it wraps RQ's own perform_job and teardown.
     assert RealPoolWorker.__mro__[1] is RealPoolWorkerMixin
     assert system_check_messages() == []
+
+
+# -- Django Tasks (django.tasks on Django 6.x, the django_tasks backport on 5.x) --
+
+
+def _tasks_framework() -> str:
+    """The package of the Tasks framework this Django runs (built in first)."""
+    import importlib.util
+
+    return "django.tasks" if importlib.util.find_spec("django.tasks") else "django_tasks"
+
+
+def _tasks_signals() -> Any:
+    import importlib
+
+    return importlib.import_module(f"{_tasks_framework()}.signals")
+
+
+class DatabaseBackend:
+    """Stands for a worker backend class (the signals' sender)."""
+
+
+class _Task:
+    module_path = "app.tasks.leaky"
+
+
+class _TaskResult:
+    task = _Task()
+    id = "tr-1"
+    status = "RUNNING"
+
+
+def test_tasks_hookup_connects_to_the_installed_framework() -> None:
+    from django_pg_real_pool.tasks import connect
+
+    assert f"{_tasks_framework()}.signals" in connect()
+    # Idempotent: one receiver per signal, however often ready() runs.
+    connect()
+    signals = _tasks_signals()
+    ours = [
+        key
+        for key, *_ in signals.task_started.receivers
+        if isinstance(key[0], str) and key[0].startswith("django_pg_real_pool.")
+    ]
+    assert len(ours) == 1
+
+
+def test_tasks_worker_signals_bracket_the_run(
+    engine: str, admin: psycopg.Connection[Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    from django_pg_real_pool.tasks import connect
+
+    connect()
+    caplog.set_level(logging.ERROR, logger=LOGGER)
+    signals = _tasks_signals()
+    # What a worker (db_worker, django-tasks-rq) sends around a run.
+    signals.task_started.send(sender=DatabaseBackend, task_result=_TaskResult())
+    connections[engine].set_autocommit(False)
+    Item.objects.using(engine).create(name="tasks-uncommitted")
+    signals.task_finished.send(sender=DatabaseBackend, task_result=_TaskResult())
+    [record] = [r for r in caplog.records if r.name == LOGGER]
+    assert f"app.tasks.leaky (id tr-1) leaked on database alias {engine!r}" in (record.getMessage())
+    assert connections[engine].connection is None
+    assert not idle_in_transaction(admin)
+    assert not Item.objects.using(engine).filter(name="tasks-uncommitted").exists()
+
+
+def record_item(name: str) -> None:
+    """A Django Task body (tasks must be module-level functions)."""
+    Item.objects.using("default").create(name=name)
+
+
+def test_tasks_immediate_backend_runs_inside_the_callers_transaction() -> None:
+    import importlib
+
+    from django.test import override_settings
+
+    from django_pg_real_pool.tasks import connect
+
+    connect()
+    framework = _tasks_framework()
+    backend = f"{framework}.backends.immediate.ImmediateBackend"
+    with override_settings(TASKS={"default": {"BACKEND": backend}}):
+        task = importlib.import_module(framework).task(record_item)
+        with transaction.atomic(using="default"):
+            task.enqueue("tasks-immediate")
+            # Left alone: the caller's transaction is still open.
+            assert connections["default"].in_atomic_block
+    assert Item.objects.using("default").filter(name="tasks-immediate").exists()
+
+
+def test_tasks_check_reports_a_worker_backend_without_the_hookup() -> None:
+    from django.test import override_settings
+
+    from django_pg_real_pool import tasks
+
+    saved = set(tasks._connected)
+    tasks._connected.clear()
+    try:
+        worker = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
+        with override_settings(TASKS=worker):
+            [warning] = tasks.system_check_messages()
+        assert warning.id == "django_pg_real_pool.W501"
+        assert "django_pg_real_pool.tasks.RealPoolTasksConfig" in (warning.hint or "")
+        immediate = {"default": {"BACKEND": "django.tasks.backends.immediate.ImmediateBackend"}}
+        with override_settings(TASKS=immediate):
+            assert tasks.system_check_messages() == []
+    finally:
+        tasks._connected.update(saved)
