@@ -13,13 +13,20 @@ import time
 from contextlib import ExitStack
 from typing import Any
 
+from django.conf import settings
 from django.db import OperationalError, connection, transaction
-from huey.contrib.djhuey import task
+from huey.contrib.djhuey import db_task, task
 from psycopg_pool import PoolTimeout
 
 from django_pg_real_pool import PoolExhausted, pinned
 
 from .models import Note
+
+if settings.ENGINE_KIND == "stock":
+    # The stock engine needs django-huey's db_task (close_old_connections()
+    # around each task) to give a connection back at all; this engine's
+    # bracket does that and more.
+    task = db_task
 
 
 class PoolTimedOut(Exception):
