@@ -53,7 +53,6 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from django.core.checks import CheckMessage
 
-
 logger = logging.getLogger(__name__)
 
 #: Django setting read by ``install(app)`` when ``strict`` is not given.
@@ -90,9 +89,9 @@ def install(app: Any, *, strict: bool | None = None) -> None:
     """
     from django.core.exceptions import ImproperlyConfigured
 
-    app = _unwrap(app)
     from . import _bracket
 
+    app = _unwrap(app)
     strict_mode = _bracket.resolve_strict(strict)
     with _lock:
         previous = _apps.get(app)
