@@ -65,10 +65,15 @@ class RealPoolWorkerMixin:
         return performed
 
     def teardown(self) -> None:
-        super().teardown()  # type: ignore[misc]
-        if not getattr(self, "is_horse", False):
-            _guarded(_bracket.release_thread, "rq worker")
-            _guarded(_bracket.close_pools)
+        try:
+            # RQ's own teardown can be cut short: a second SIGTERM (cold
+            # shutdown) raises SystemExit in it, e.g. while it waits for
+            # redis-py's pub/sub thread.
+            super().teardown()  # type: ignore[misc]
+        finally:
+            if not getattr(self, "is_horse", False):
+                _guarded(_bracket.release_thread, "rq worker")
+                _guarded(_bracket.close_pools)
 
 
 class RealPoolWorker(RealPoolWorkerMixin, Worker):  # type: ignore[misc]

@@ -69,3 +69,9 @@ if os.environ.get("RQP_LEAK_LOG"):
     LOGGING["loggers"] = {
         "django_pg_real_pool.bracket": {"handlers": ["leaks"], "level": "WARNING"},
     }
+
+if os.environ.get("RQP_FAULTHANDLER"):
+    import faulthandler
+    import signal
+
+    faulthandler.register(signal.SIGUSR2, all_threads=True)
