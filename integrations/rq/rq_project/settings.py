@@ -10,6 +10,8 @@
   forking worker; ``rq.worker.Worker`` is what the system check reports).
 - ``RQP_PARENT_LOG``: a file the parent-probing worker class appends the
   parent's backend pid to, before each fork.
+- ``RQP_FAULTHANDLER``: ``1`` dumps every thread's stack on SIGUSR2 (to find
+  where a worker hangs).
 """
 
 from __future__ import annotations
