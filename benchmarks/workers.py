@@ -1,8 +1,9 @@
-"""Task workers: real dramatiq and Celery workers, Django's stock pool vs this engine.
+"""Task workers (dramatiq, Celery, huey, RQ, Django Tasks): stock pool vs this engine.
 
 Each task is one query, ``--work-ms`` of non-database work, one query, on a
 worker with more threads (or children) than pooled connections. The rows come
-from ``benchmarks/workers_dramatiq.py`` and ``benchmarks/workers_celery.py``
+from ``benchmarks/workers_dramatiq.py``, ``benchmarks/workers_celery.py`` and
+``benchmarks/workers_runners.py``
 (``run_row()``: they start Redis and the real worker, send the tasks, sample
 ``pg_stat_activity``); this script runs them on one server and tabulates them.
 
@@ -34,9 +35,17 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--work-ms", type=int, default=50, help="non-database work per task")
     parser.add_argument("--max-size", type=int, default=4, help="pool max_size (per process)")
     parser.add_argument("--threads", type=int, default=16, help="dramatiq / celery -P threads")
-    parser.add_argument("--children", type=int, default=2, help="celery -P prefork children")
     parser.add_argument(
-        "--only", default="dramatiq,celery-threads,celery-prefork", help="which workloads"
+        "--children",
+        type=int,
+        default=2,
+        help="celery -P prefork children, huey -k process workers, rq / db_worker processes",
+    )
+    parser.add_argument(
+        "--only",
+        default="dramatiq,celery-threads,celery-prefork,huey-threads,huey-process,"
+        "rq-fork,rq-simple,django-tasks-db",
+        help="which workloads",
     )
     return parser.parse_args()
 
@@ -53,6 +62,31 @@ def workloads(args: argparse.Namespace) -> dict[str, tuple[str, dict[str, Any], 
         "celery-prefork": (
             "benchmarks.workers_celery",
             {"pool": "prefork", "concurrency": args.children},
+            args.children,
+        ),
+        "huey-threads": (
+            "benchmarks.workers_runners",
+            {"runner": "huey", "kind": "thread", "concurrency": args.threads},
+            args.threads,
+        ),
+        "huey-process": (
+            "benchmarks.workers_runners",
+            {"runner": "huey", "kind": "process", "concurrency": args.children},
+            args.children,
+        ),
+        "rq-fork": (
+            "benchmarks.workers_runners",
+            {"runner": "rq", "kind": "fork", "concurrency": args.children},
+            args.children,
+        ),
+        "rq-simple": (
+            "benchmarks.workers_runners",
+            {"runner": "rq", "kind": "simple", "concurrency": args.children},
+            args.children,
+        ),
+        "django-tasks-db": (
+            "benchmarks.workers_runners",
+            {"runner": "djtasks", "kind": "db_worker", "concurrency": args.children},
             args.children,
         ),
     }
@@ -90,8 +124,8 @@ def main() -> None:
             "tasks per row": args.tasks,
             "task": f"query -> {args.work_ms} ms of non-database work -> query",
             "pool max_size (per worker process)": args.max_size,
-            "threads (dramatiq, celery -P threads)": args.threads,
-            "children (celery -P prefork)": args.children,
+            "threads (dramatiq, celery -P threads, huey -k thread)": args.threads,
+            "processes (celery -P prefork, huey -k process, rq, db_worker)": args.children,
             "load average at start": h.load_average(),
             **h.machine(dsn),
         }

@@ -19,10 +19,12 @@ __all__ = [
     "__version__",
     "invalidate_setup",
     "pinned",
+    "task_scope",
 ]
 
 if TYPE_CHECKING:
     from ._pinned import pinned
+    from ._scope import task_scope
     from ._setup import invalidate_setup
 
 
@@ -37,4 +39,8 @@ def __getattr__(name: str) -> Any:
         from ._setup import invalidate_setup
 
         return invalidate_setup
+    if name == "task_scope":
+        from ._scope import task_scope
+
+        return task_scope
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

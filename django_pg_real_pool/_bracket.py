@@ -5,8 +5,10 @@ used is checked: an open transaction is rolled back, a held or pinned
 connection goes back to the pool (reset if it carries session state), a
 wrapper stuck in a half-exited ``atomic()`` is made usable again. What the
 task leaked is logged as ONE error record per alias, naming the task, and
-counted. Queue adapters only map their hooks onto :func:`begin`,
-:func:`end`, :func:`release_thread` and :func:`close_pools`.
+counted. Queue adapters and :func:`django_pg_real_pool.task_scope` only
+map their hooks onto :func:`begin`, :func:`end`, :func:`release_thread` and
+:func:`close_pools`; strict mode is resolved by :func:`resolve_strict` and
+fails a task with :func:`leaked_error`, the same for every adapter.
 
 The code here must survive the worst landing points of asynchronous
 exceptions (dramatiq's ``TimeLimit``/``Shutdown``, Celery's soft time limit):
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import threading
 import traceback
 from typing import TYPE_CHECKING, Any
 
@@ -26,10 +29,19 @@ from . import _fork
 
 if TYPE_CHECKING:
     from ._lease import LeaseMixin
+    from .errors import LeakedConnection
 
 logger = logging.getLogger("django_pg_real_pool.bracket")
 
 _OPEN = (TransactionStatus.INTRANS, TransactionStatus.INERROR, TransactionStatus.ACTIVE)
+
+#: Django setting: strict mode wherever an adapter is not told (default False).
+STRICT_SETTING = "REAL_POOL_STRICT"
+
+# Per thread: the label of the task whose bracket is open (between begin()
+# and end()), so that a task_scope() inside it does not repair the task's
+# own transaction at its entry.
+_current = threading.local()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -155,17 +167,53 @@ def check_and_repair(label: str, task_id: str | None, *, phase: str) -> list[Lea
 
 
 def begin(label: str, task_id: str | None) -> list[Leak]:
-    """At task start: the thread must be clean; clean and report if not."""
-    return check_and_repair(label, task_id, phase="before the task started (left by earlier code)")
+    """At task start: the thread must be clean; clean and report if not.
+
+    Marks the thread as inside ``label``'s bracket until :func:`end`.
+    """
+    leaks = check_and_repair(label, task_id, phase="before the task started (left by earlier code)")
+    _current.label = label
+    return leaks
 
 
 def end(label: str, task_id: str | None) -> list[Leak]:
-    """At task end (every exit): check, repair, report."""
+    """At task end (every exit): check, repair, report. Safe to repeat."""
+    # Cleared first: an asynchronous exception in the check must not leave
+    # the thread marked as inside a task for good.
+    _current.label = None
     return check_and_repair(label, task_id, phase="at task end")
+
+
+def current_task() -> str | None:
+    """The label of the task whose bracket is open on this thread, if any."""
+    label: str | None = getattr(_current, "label", None)
+    return label
+
+
+def resolve_strict(explicit: bool | None) -> bool:
+    """Strict mode: ``explicit`` when given, else the ``REAL_POOL_STRICT`` setting."""
+    if explicit is not None:
+        return explicit
+    from django.conf import settings
+
+    return bool(getattr(settings, STRICT_SETTING, False))
+
+
+def leaked_error(label: str, task_id: str | None, leaks: list[Leak]) -> LeakedConnection:
+    """The exception strict mode fails a task with, naming every leaking alias."""
+    from .errors import LeakedConnection
+
+    what = "; ".join(f"alias {leak.alias!r}: {leak.describe()}" for leak in leaks)
+    return LeakedConnection(
+        f"{label} (id {task_id or '-'}) ended holding database state ({what}). It was cleaned "
+        "up (rolled back, connection returned to the pool); strict mode fails the task. "
+        "Close cursors, end transactions and pinned() blocks inside the task."
+    )
 
 
 def release_thread(label: str) -> list[Leak]:
     """Before a worker thread stops: return everything it holds."""
+    _current.label = None
     return check_and_repair(label, None, phase="at thread shutdown")
 
 

@@ -53,12 +53,10 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from django.core.checks import CheckMessage
 
-    from ._bracket import Leak
-
 logger = logging.getLogger(__name__)
 
 #: Django setting read by ``install(app)`` when ``strict`` is not given.
-STRICT_SETTING = "REAL_POOL_STRICT"
+STRICT_SETTING = "REAL_POOL_STRICT"  # the same as _bracket.STRICT_SETTING
 #: System check id: Celery app present, ``install()`` never called.
 CHECK_ID_NOT_INSTALLED = "django_pg_real_pool.W201"
 
@@ -91,8 +89,10 @@ def install(app: Any, *, strict: bool | None = None) -> None:
     """
     from django.core.exceptions import ImproperlyConfigured
 
+    from . import _bracket
+
     app = _unwrap(app)
-    strict_mode = _resolve_strict(strict)
+    strict_mode = _bracket.resolve_strict(strict)
     with _lock:
         previous = _apps.get(app)
         if previous is not None:
@@ -107,14 +107,6 @@ def install(app: Any, *, strict: bool | None = None) -> None:
             _install_strict_task_class(app)
         _apps[app] = strict_mode
     _connect()
-
-
-def _resolve_strict(strict: bool | None) -> bool:
-    if strict is not None:
-        return strict
-    from django.conf import settings
-
-    return bool(getattr(settings, STRICT_SETTING, False))
 
 
 def _install_strict_task_class(app: Any) -> None:
@@ -270,19 +262,8 @@ class _StrictCall:
         finally:
             _local.strict_depth = 0
         if leaks:
-            raise _leaked(task.name, task_id, leaks)
+            raise _bracket.leaked_error(task.name, task_id, leaks)
         return result
-
-
-def _leaked(name: str, task_id: str | None, leaks: list[Leak]) -> Exception:
-    from .errors import LeakedConnection
-
-    what = "; ".join(f"alias {leak.alias!r}: {leak.describe()}" for leak in leaks)
-    return LeakedConnection(
-        f"{name} (id {task_id or '-'}) ended holding database state ({what}). It was cleaned "
-        "up (rolled back, connection returned to the pool); strict mode fails the task. "
-        "Close cursors, end transactions and pinned() blocks inside the task."
-    )
 
 
 # -- Celery's Django fixup -------------------------------------------------

@@ -10,8 +10,9 @@ Two ways in:
   ``manage.py check --database <alias>``.
 
 Ids are stable (``django_pg_real_pool.E001``...); each hint names the fix.
-The dramatiq (``E101``...) and Celery (``W201``) checks live with their
-integrations and are wired in here.
+The task runners' checks (dramatiq ``E101``..., Celery ``W201``, huey
+``W301``, RQ ``W401``, Django Tasks ``W501``) live with their integrations
+and are wired in here.
 """
 
 from __future__ import annotations
@@ -46,6 +47,10 @@ ENGINE_POOL_KEYS = ("configure", "connection_class", "kwargs", "reset")
 _INTEGRATIONS = (
     ("django_pg_real_pool.dramatiq", "dramatiq"),
     ("django_pg_real_pool.celery", "celery"),
+    ("django_pg_real_pool.huey", "huey"),
+    ("django_pg_real_pool.rq", "django_rq"),
+    # Django Tasks: built in from Django 6.0, the django_tasks backport before.
+    ("django_pg_real_pool.tasks", "django"),
 )
 
 
@@ -345,7 +350,7 @@ def check_databases(
 
 
 def check_integrations(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
-    """The dramatiq and Celery integrations' checks, when their queue is installed.
+    """The task runner integrations' checks, when their runner is installed.
 
     Each integration module provides ``system_check_messages() -> list[CheckMessage]``;
     it is imported only when its queue package is importable.

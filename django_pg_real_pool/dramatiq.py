@@ -23,7 +23,6 @@ from dramatiq.middleware import Middleware
 from dramatiq.worker import ConsumerThread, WorkerThread
 
 from . import _bracket
-from .errors import LeakedConnection
 
 if TYPE_CHECKING:
     from django.core.checks import CheckMessage
@@ -36,7 +35,7 @@ __all__ = ["STRICT_OPTION", "STRICT_SETTING", "RealPoolMiddleware", "system_chec
 logger = logging.getLogger(__name__)
 
 #: Django setting: strict mode for every actor (default False).
-STRICT_SETTING = "REAL_POOL_STRICT"
+STRICT_SETTING = _bracket.STRICT_SETTING
 #: Actor and message option overriding the strict mode for one actor or message.
 STRICT_OPTION = "real_pool_strict"
 
@@ -146,13 +145,7 @@ class RealPoolMiddleware(Middleware):
         if option is None:
             actor = broker.actors.get(message.actor_name)
             option = actor.options.get(STRICT_OPTION) if actor is not None else None
-        if option is None:
-            option = self.strict
-        if option is None:
-            from django.conf import settings
-
-            option = getattr(settings, STRICT_SETTING, False)
-        return bool(option)
+        return _bracket.resolve_strict(self.strict if option is None else bool(option))
 
     def _maybe_fail(
         self,
@@ -167,11 +160,8 @@ class RealPoolMiddleware(Middleware):
                 return
             message.fail()
             if not actor_raised:
-                described = "; ".join(f"alias {leak.alias!r}: {leak.describe()}" for leak in leaks)
                 message.stuff_exception(
-                    LeakedConnection(
-                        f"{message.actor_name} (id {message.message_id}) leaked: {described}"
-                    )
+                    _bracket.leaked_error(message.actor_name, message.message_id, leaks)
                 )
         except Exception:
             logger.exception("django_pg_real_pool could not fail message %s", message.message_id)

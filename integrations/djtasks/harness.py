@@ -1,0 +1,171 @@
+"""Drive the Django Tasks project: scratch database, a real ``db_worker``.
+
+Shared by the end-to-end tests and ``benchmarks/workers_djtasks.py``. The
+worker is ``django-tasks-db``'s ``manage.py db_worker`` (one thread: it
+offers no thread concurrency); this side enqueues through the project's
+``enqueue_tasks`` command and reads the results the worker stored in the
+database (``django_tasks_database_dbtaskresult``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from tests.support.pgserver import DSN_ENV
+from tests.support.pgstat import wait_until
+from tests.support.processes import ManagedProcess
+from tests.support.taskprojects import SessionSampler, peak_overlap, scratch_database
+
+PROJECT_DIR = Path(__file__).resolve().parent
+#: ``application_name`` of the worker's sessions (``pgstat.sessions(admin, "tasks")``).
+APP_NAME = "pgrp-tasks"
+READY = r"Starting worker worker_id="
+FINAL = ("SUCCESSFUL", "FAILED")
+
+
+class Outcome:
+    """A task's stored state: status, return value, exception class path."""
+
+    def __init__(self, status: str, value: Any, error: str) -> None:
+        self.status = status
+        self.value = value
+        self.error = error or None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "SUCCESSFUL"
+
+    def __repr__(self) -> str:
+        return f"Outcome({self.status}, value={self.value!r}, error={self.error})"
+
+
+class Project:
+    """One database; workers started on demand."""
+
+    def __init__(self, dsn: str) -> None:
+        self.dsn = dsn
+        self.admin = psycopg.connect(dsn, autocommit=True)
+
+    def env(self, **extra: str) -> dict[str, str]:
+        return {
+            DSN_ENV: self.dsn,
+            "DJANGO_SETTINGS_MODULE": "tk_project.settings",
+            "TK_APP_NAME": APP_NAME,
+            **extra,
+        }
+
+    def worker(
+        self, *, engine: str = "real", max_size: int = 4, leak_log: Path | None = None, **env: str
+    ) -> ManagedProcess:
+        """Start ``db_worker`` and wait until it polls."""
+        process = ManagedProcess(
+            [sys.executable, "manage.py", "db_worker", "--interval", "0.02", "--no-startup-delay"],
+            env=self.env(
+                TK_ENGINE=engine,
+                TK_POOL_MAX_SIZE=str(max_size),
+                TK_LEAK_LOG=str(leak_log or ""),
+                **env,
+            ),
+            cwd=PROJECT_DIR,
+            name=f"db-worker-{engine}",
+        ).start()
+        try:
+            process.wait_for_output(READY, timeout=120)
+        except BaseException:
+            process.stop()
+            raise
+        return process
+
+    def enqueue(self, *calls: tuple[str, list[Any]]) -> list[str]:
+        """Enqueue ``tk_app.tasks.<name>(*args)`` for each call; their ids."""
+        done = subprocess.run(
+            [sys.executable, "manage.py", "enqueue_tasks", json.dumps([list(c) for c in calls])],
+            cwd=PROJECT_DIR,
+            env={**os.environ, **self.env(TK_APP_NAME="pgrp-tasks-enqueue")},
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=120,
+        )
+        ids: list[str] = json.loads(done.stdout.strip().splitlines()[-1])
+        return ids
+
+    def states(self, ids: list[str]) -> dict[str, Outcome]:
+        rows = self.admin.execute(
+            "SELECT id::text, status, return_value, exception_class_path "
+            "FROM django_tasks_database_dbtaskresult WHERE id::text = ANY(%s)",
+            [ids],
+        ).fetchall()
+        return {row[0]: Outcome(row[1], row[2], row[3]) for row in rows}
+
+    def outcomes(
+        self, ids: list[str], *, timeout: float = 60.0, until: tuple[str, ...] = FINAL
+    ) -> list[Outcome]:
+        """Wait until every task reached one of ``until``; their outcomes, in order."""
+        states: dict[str, Outcome] = {}
+
+        def finished() -> bool:
+            states.update(self.states(ids))
+            return all(i in states and states[i].status in until for i in ids)
+
+        if not wait_until(finished, timeout=timeout, interval=0.02):
+            raise TimeoutError(f"tasks not finished in {timeout}s: {[states.get(i) for i in ids]}")
+        return [states[i] for i in ids]
+
+    def flush(self) -> None:
+        self.admin.execute("DELETE FROM django_tasks_database_dbtaskresult")
+
+    def close(self) -> None:
+        self.admin.close()
+
+
+@contextlib.contextmanager
+def project(server_dsn: str, name: str) -> Iterator[Project]:
+    """A scratch database for one test module or run."""
+    with scratch_database(server_dsn, name, PROJECT_DIR, {}) as dsn:
+        proj = Project(dsn)
+        try:
+            yield proj
+        finally:
+            proj.close()
+
+
+def measure_load(proj: Project, *, tasks: int, workers: int, work_ms: int) -> dict[str, Any]:
+    """Enqueue ``tasks`` load tasks, then time the running worker(s) through them."""
+    ideal = workers / (work_ms / 1000) if work_ms else float("inf")
+    with SessionSampler(proj.dsn, APP_NAME) as sampler:
+        start = time.monotonic()
+        ids = proj.enqueue(*[("load", [work_ms])] * tasks)
+        outcomes = proj.outcomes(ids, timeout=300)
+        seconds = time.monotonic() - start
+    done = [o.value for o in outcomes if o.ok]
+    return {
+        "tasks": tasks,
+        "seconds": seconds,
+        "throughput": tasks / seconds,
+        "ideal": ideal,
+        "ratio": tasks / seconds / ideal,
+        "peak_connections": sampler.peak(),
+        "errors": sum(not o.ok for o in outcomes),
+        "pool_timeouts": sum("PoolTimedOut" in (o.error or "") for o in outcomes),
+        "peak_concurrent_work": peak_overlap([tuple(v["work"]) for v in done]),
+        "pids": {pid for v in done for pid in v["pids"]},
+        "outcomes": outcomes,
+    }
+
+
+def stop_gracefully(worker: ManagedProcess, timeout: float = 60.0) -> int:
+    """SIGTERM: db_worker finishes its current task, then exits."""
+    worker.signal(signal.SIGTERM)
+    return worker.wait(timeout)

@@ -1,0 +1,137 @@
+"""Django Tasks on a real ``db_worker``: every leak cleaned and reported.
+
+``db_worker`` runs one task at a time on one thread, so each probe runs where
+the leaking task ran. It stores a task's result through the task's thread
+before ``task_finished``: where the task leaked a transaction, that write is
+inside it and the repair rolls it back (the task stays RUNNING) — the leak
+record still names the task, and the worker goes on cleanly.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+
+from integrations.djtasks import harness
+from tests.support.pgstat import sessions, wait_until
+from tests.support.processes import ManagedProcess
+from tests.support.taskprojects import LeakLog
+
+pytestmark = pytest.mark.e2e
+
+LEAKS = [
+    # task, what the leak record must say, the stored status afterwards
+    ("leak_autocommit_off", "autocommit left off", "RUNNING"),
+    ("leak_open_cursor", "cursor(s) not closed", "SUCCESSFUL"),
+    ("leak_pinned_exception", "pinned() block not exited", "FAILED"),
+    ("leak_atomic_left_open", "atomic() block still open", "RUNNING"),
+    ("leak_search_path", "session state set outside pinned() (SET)", "SUCCESSFUL"),
+]
+
+
+class Running:
+    def __init__(self, project: harness.Project, process: ManagedProcess, log: LeakLog) -> None:
+        self.project = project
+        self.process = process
+        self.log = log
+
+
+@pytest.fixture(scope="module")
+def worker(tk: harness.Project) -> Iterator[Running]:
+    tk.flush()
+    log = LeakLog("djtasks")
+    process = tk.worker(leak_log=log.path)
+    try:
+        yield Running(tk, process, log)
+    finally:
+        assert harness.stop_gracefully(process) == 0
+        log.remove()
+
+
+def committed(admin: psycopg.Connection[Any], marker: str) -> int:
+    row = admin.execute("SELECT count(*) FROM tk_app_note WHERE marker = %s", [marker]).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def probe_clean(worker: Running, admin: psycopg.Connection[Any]) -> dict[str, Any]:
+    [outcome] = worker.project.outcomes(worker.project.enqueue(("probe", [])))
+    assert outcome.ok, outcome
+    seen: dict[str, Any] = outcome.value
+    assert seen["search_path"] == '"$user", public'
+    assert seen["fresh_transaction"], "the probe's query ran inside an older transaction"
+    assert seen["temp_tables"] == 0
+    assert seen["autocommit"] is True
+    assert not seen["in_atomic_block"]
+    assert seen["released"], "the probe's connection was not returned after its query"
+    assert seen["holders"] == {}, "a wrapper of the worker still holds a connection"
+    assert wait_until(
+        lambda: not [s for s in sessions(admin, "tasks") if s["state"] != "idle"], timeout=10
+    ), sessions(admin, "tasks")
+    return seen
+
+
+@pytest.mark.parametrize(("task", "problem", "status"), LEAKS, ids=[c[0] for c in LEAKS])
+def test_leak_is_repaired_and_reported(
+    worker: Running, admin: psycopg.Connection[Any], task: str, problem: str, status: str
+) -> None:
+    marker = f"{task}-{uuid.uuid4().hex[:8]}"
+    [task_id] = worker.project.enqueue((task, [marker]))
+    # The probe runs after the leaking task on the same (only) thread.
+    probe_clean(worker, admin)
+    [outcome] = worker.project.outcomes([task_id], until=(status,))
+    assert outcome.status == status
+    assert committed(admin, marker) == 0
+    [record] = [r for r in worker.log.records() if r["task_id"] == task_id]
+    label = f"tk_app.tasks.{task}"
+    assert record["task"] == label
+    assert any(problem in p for p in record["problems"]), record
+    assert (
+        f"{label} (id {task_id}) leaked on database alias 'default' at task end"
+        in (record["message"])
+    )
+
+
+def test_exception_inside_atomic_rolls_back_without_a_leak(
+    worker: Running, admin: psycopg.Connection[Any]
+) -> None:
+    marker = f"atomic-{uuid.uuid4().hex[:8]}"
+    [task_id] = worker.project.enqueue(("raise_in_atomic", [marker]))
+    [outcome] = worker.project.outcomes([task_id])
+    assert outcome.status == "FAILED"
+    assert outcome.error == "builtins.ValueError"
+    probe_clean(worker, admin)
+    assert committed(admin, marker) == 0
+    assert [r for r in worker.log.records() if r["task_id"] == task_id] == []
+
+
+def test_load_on_a_pool_of_two(tk: harness.Project, worker: Running) -> None:
+    figures = harness.measure_load(tk, tasks=20, workers=1, work_ms=20)
+    assert figures["errors"] == 0, figures["outcomes"][:3]
+    assert figures["peak_connections"] <= 4
+    assert [r for r in worker.log.records() if "before the task" in r["message"]] == []
+    assert "failed in a Django Tasks signal" not in worker.process.output()
+
+
+def test_check_warns_when_the_hookup_is_missing(tk: harness.Project) -> None:
+    def check(**env: str) -> str:
+        return subprocess.run(
+            [sys.executable, "manage.py", "check"],
+            cwd=harness.PROJECT_DIR,
+            env={**os.environ, **tk.env(**env)},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        ).stderr
+
+    missing = check(TK_HOOKED="0")
+    assert "django_pg_real_pool.W501" in missing, missing
+    assert "W501" not in check()

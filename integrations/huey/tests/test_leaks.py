@@ -1,0 +1,127 @@
+"""Tasks that leak, one per case, on a real huey consumer: cleaned, reported, harmless.
+
+A consumer with ONE thread worker runs every case, so each probe runs on the
+very thread the leaking task used. After each case: the write is not
+committed, no session is left inside a transaction, no wrapper holds a
+connection, the leak record names the task and its id, and the next task
+sees a clean session.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+
+from integrations.huey import harness
+from tests.support.pgstat import sessions, wait_until
+from tests.support.processes import ManagedProcess
+from tests.support.taskprojects import LeakLog
+
+pytestmark = pytest.mark.e2e
+
+
+class LeakConsumer:
+    def __init__(self, project: harness.Project, process: ManagedProcess, log: LeakLog) -> None:
+        self.project = project
+        self.process = process
+        self.log = log
+        self.thread: int | None = None
+
+    def probe(self) -> dict[str, Any]:
+        outcome = self.project.outcome(self.project.send("probe"))
+        assert outcome.ok, outcome
+        seen: dict[str, Any] = outcome.value
+        if self.thread is None:
+            self.thread = seen["thread"]
+        assert seen["thread"] == self.thread, "the consumer has one worker thread"
+        return seen
+
+
+@pytest.fixture(scope="module")
+def consumer(hq: harness.Project) -> Iterator[LeakConsumer]:
+    hq.flush()
+    log = LeakLog("huey")
+    process = hq.consumer(workers=1, leak_log=log.path)
+    try:
+        yield LeakConsumer(hq, process, log)
+    finally:
+        process.stop()
+        log.remove()
+
+
+def committed(admin: psycopg.Connection[Any], marker: str) -> int:
+    row = admin.execute("SELECT count(*) FROM hq_app_note WHERE marker = %s", [marker]).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def assert_clean(consumer: LeakConsumer, admin: psycopg.Connection[Any]) -> None:
+    """The server, the pool and the next task on the same thread all agree."""
+    seen = consumer.probe()
+    assert seen["search_path"] == '"$user", public'
+    assert seen["fresh_transaction"], "the probe's query ran inside an older transaction"
+    assert seen["temp_tables"] == 0
+    assert seen["autocommit"] is True
+    assert not seen["in_atomic_block"]
+    assert seen["released"], "the probe's connection was not returned after its query"
+    assert seen["holders"] == {}, "a wrapper of the consumer still holds a connection"
+    assert wait_until(
+        lambda: all(s["state"] == "idle" for s in sessions(admin, "huey")), timeout=10
+    ), sessions(admin, "huey")
+
+
+LEAKS = [
+    # task, what the leak record must say, the task's own error (if it raised)
+    ("leak_autocommit_off", "autocommit left off", None),
+    ("leak_open_cursor", "cursor(s) not closed", None),
+    ("leak_pinned_exception", "pinned() block not exited", "RuntimeError"),
+    ("leak_atomic_left_open", "atomic() block still open", "ValueError"),
+    ("leak_search_path", "session state set outside pinned() (SET)", None),
+]
+
+
+@pytest.mark.parametrize(("task", "problem", "raised"), LEAKS, ids=[c[0] for c in LEAKS])
+def test_leak_is_repaired_and_reported(
+    consumer: LeakConsumer,
+    admin: psycopg.Connection[Any],
+    task: str,
+    problem: str,
+    raised: str | None,
+) -> None:
+    marker = f"{task}-{uuid.uuid4().hex[:8]}"
+    task_id = consumer.project.send(task, marker)
+    outcome = consumer.project.outcome(task_id)
+    assert (outcome.error or "").startswith(raised or "<none>") or (raised is None and outcome.ok)
+    assert_clean(consumer, admin)
+    assert committed(admin, marker) == 0
+    [record] = consumer.log.records_of(task_id)
+    assert record["task"] == task
+    assert record["alias"] == "default"
+    assert record["level"] == "ERROR"
+    assert any(problem in p for p in record["problems"]), record
+    assert (
+        f"{task} (id {task_id}) leaked on database alias 'default' at task end"
+        in (record["message"])
+    )
+
+
+def test_exception_inside_atomic_rolls_back_without_a_leak(
+    consumer: LeakConsumer, admin: psycopg.Connection[Any]
+) -> None:
+    marker = f"atomic-{uuid.uuid4().hex[:8]}"
+    task_id = consumer.project.send("raise_in_atomic", marker)
+    assert (consumer.project.outcome(task_id).error or "").startswith("ValueError")
+    assert_clean(consumer, admin)
+    assert committed(admin, marker) == 0
+    assert consumer.log.records_of(task_id) == []
+
+
+def test_every_record_was_expected(consumer: LeakConsumer) -> None:
+    # Nothing was reported "before the task started": every end-of-task
+    # clean-up finished on its own.
+    assert [r for r in consumer.log.records() if "before the task" in r["message"]] == []
+    assert "failed in a huey hook" not in consumer.process.output()

@@ -1,0 +1,174 @@
+"""Drive the RQ project: scratch database, Redis, a real ``rqworker``.
+
+Shared by the end-to-end tests and ``benchmarks/workers_rq.py``. The worker
+is django-rq's ``manage.py rqworker`` (RQ's forking ``Worker`` or its
+``SimpleWorker``, through this package's worker classes); this side enqueues
+jobs by import path through a bare RQ queue (no Django) and reads their
+results from Redis.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from redis import Redis
+from rq import Queue
+from rq.job import Job
+from rq.results import Result
+
+from tests.support.pgserver import DSN_ENV
+from tests.support.processes import ManagedProcess
+from tests.support.redisserver import RedisServer
+from tests.support.taskprojects import SessionSampler, peak_overlap, scratch_database
+
+PROJECT_DIR = Path(__file__).resolve().parent
+#: ``application_name`` of the worker's sessions (``pgstat.sessions(admin, "rq")``).
+APP_NAME = "pgrp-rq"
+READY = r"Listening on"
+FORKING = "django_pg_real_pool.rq.RealPoolWorker"
+SIMPLE = "django_pg_real_pool.rq.RealPoolSimpleWorker"
+
+
+class Outcome:
+    """What one job ended with: its return value, or its exception's last line."""
+
+    def __init__(self, value: Any = None, error: str | None = None) -> None:
+        self.value = value
+        self.error = error
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def __repr__(self) -> str:
+        return f"Outcome(value={self.value!r})" if self.ok else f"Outcome({self.error})"
+
+
+class Project:
+    """One database and one Redis server; workers started on demand."""
+
+    def __init__(self, dsn: str, redis: RedisServer) -> None:
+        self.dsn = dsn
+        self.redis = redis
+        self.client = Redis.from_url(redis.url)
+        self.queue = Queue("default", connection=self.client)
+
+    def env(self, **extra: str) -> dict[str, str]:
+        return {
+            DSN_ENV: self.dsn,
+            "DJANGO_SETTINGS_MODULE": "rq_project.settings",
+            "RQP_REDIS_URL": self.redis.url,
+            "RQP_APP_NAME": APP_NAME,
+            **extra,
+        }
+
+    def worker(
+        self,
+        *,
+        worker_class: str = FORKING,
+        engine: str = "real",
+        max_size: int = 4,
+        leak_log: Path | None = None,
+        **env: str,
+    ) -> ManagedProcess:
+        """Start ``rqworker`` (one worker process) and wait until it listens."""
+        process = ManagedProcess(
+            [sys.executable, "manage.py", "rqworker", "default"],
+            env=self.env(
+                RQP_ENGINE=engine,
+                RQP_POOL_MAX_SIZE=str(max_size),
+                RQP_LEAK_LOG=str(leak_log or ""),
+                RQP_WORKER_CLASS=worker_class,
+                **env,
+            ),
+            cwd=PROJECT_DIR,
+            name=f"rq-{worker_class.rsplit('.', 1)[-1]}-{engine}",
+        ).start()
+        try:
+            process.wait_for_output(READY, timeout=120)
+        except BaseException:
+            process.stop()
+            raise
+        return process
+
+    def send(self, job: str, *args: Any) -> Job:
+        """Enqueue ``rq_app.jobs.<job>(*args)``."""
+        return self.queue.enqueue(f"rq_app.jobs.{job}", *args)
+
+    def outcome(self, job: Job, *, timeout: int = 60) -> Outcome:
+        """Wait for the job's result or failure."""
+        result = job.latest_result(timeout=timeout)
+        if result is None:
+            raise TimeoutError(f"no result for RQ job {job.id} within {timeout}s")
+        if result.type == Result.Type.SUCCESSFUL:
+            return Outcome(result.return_value)
+        lines = (result.exc_string or "?").strip().splitlines()
+        return Outcome(error=lines[-1] if lines else "?")
+
+    def flush(self) -> None:
+        self.queue.empty()
+
+    def close(self) -> None:
+        self.client.close()
+
+
+@contextlib.contextmanager
+def project(server_dsn: str, name: str) -> Iterator[Project]:
+    """A scratch database and a Redis server for one test module or run."""
+    with (
+        RedisServer() as redis,
+        scratch_database(server_dsn, name, PROJECT_DIR, {"RQP_REDIS_URL": redis.url}) as dsn,
+    ):
+        proj = Project(dsn, redis)
+        try:
+            yield proj
+        finally:
+            proj.close()
+
+
+def measure_load(proj: Project, *, tasks: int, workers: int, work_ms: int) -> dict[str, Any]:
+    """Enqueue ``tasks`` load jobs to the running worker(s); wait for all of them."""
+    ideal = workers / (work_ms / 1000) if work_ms else float("inf")
+    with SessionSampler(proj.dsn, APP_NAME) as sampler:
+        start = time.monotonic()
+        jobs = [proj.send("load", work_ms) for _ in range(tasks)]
+        outcomes = [proj.outcome(job, timeout=120) for job in jobs]
+        seconds = time.monotonic() - start
+    done = [o.value for o in outcomes if o.ok]
+    return {
+        "tasks": tasks,
+        "seconds": seconds,
+        "throughput": tasks / seconds,
+        "ideal": ideal,
+        "ratio": tasks / seconds / ideal,
+        "peak_connections": sampler.peak(),
+        "errors": sum(not o.ok for o in outcomes),
+        "pool_timeouts": sum("PoolTimedOut" in (o.error or "") for o in outcomes),
+        "peak_concurrent_work": peak_overlap([tuple(v["work"]) for v in done]),
+        "pids": {pid for v in done for pid in v["pids"]},
+        "outcomes": outcomes,
+    }
+
+
+def stop_gracefully(worker: ManagedProcess, timeout: float = 60.0) -> int:
+    """SIGTERM: RQ's warm shutdown (the current job finishes, teardown runs).
+
+    RQ's teardown sometimes never returns: it joins redis-py's pub/sub thread,
+    which can stay blocked waiting for its subscription (seen about one stop
+    in four with rq 3.0 and redis-py 8.2, in RQ's code, before the worker
+    classes' own teardown). A second SIGTERM is RQ's cold shutdown: SystemExit in the main thread,
+    after which the worker classes still close their pools (``finally``).
+    """
+    worker.signal(signal.SIGTERM)
+    try:
+        return worker.wait(10)
+    except subprocess.TimeoutExpired:
+        worker.signal(signal.SIGTERM)
+        return worker.wait(timeout)
