@@ -544,8 +544,11 @@ def test_pool_exhaustion_storm_raises_pool_exhausted_then_recovers(
         assert counters_by_alias()[alias]["discards"] == 0
         with pytest.raises(PoolExhausted, match=alias):
             _exhaust(alias)
-        # Requests queued when the storm ends wait at most the pool timeout.
-        check_recovered(alias, engine, outcome, bound=1.5, emit=figures)
+        # Requests queued when the storm ends wait at most the pool timeout
+        # (0.5 s) behind holders still in pg_sleep: failures stop soon after.
+        # The bound leaves room for a loaded 2-core machine (1.8 s was seen at
+        # a load average of 7); the point is that they stop, not how fast.
+        check_recovered(alias, engine, outcome, bound=3.0, emit=figures)
 
 
 def _exhaust(alias: str) -> None:
