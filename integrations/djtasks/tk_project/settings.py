@@ -3,11 +3,11 @@
 Django Tasks with ``django-tasks-db``'s database backend and its
 ``db_worker`` (the ``django_tasks`` backport on Django 5.x).
 
-- ``DJANGO_PG_REAL_POOL_TEST_DSN``: libpq DSN of the database (required).
-- ``TK_ENGINE``: ``real`` (django_pg_real_pool, the default) or ``stock``.
-- ``TK_POOL_MAX_SIZE`` / ``TK_POOL_TIMEOUT``: pool size and wait (seconds).
-- ``TK_APP_NAME``: ``application_name`` of the worker's sessions.
-- ``TK_LEAK_LOG``: a file receiving the bracket's leak records as JSON lines.
+The database, pool, ``application_name`` and leak log come from
+:mod:`integrations._common.settings` (prefix ``TK``: ``TK_ENGINE``,
+``TK_POOL_MAX_SIZE`` / ``TK_POOL_TIMEOUT``, ``TK_APP_NAME``, ``TK_LEAK_LOG``).
+Besides those:
+
 - ``TK_HOOKED``: ``0`` leaves out the hook-up (what the system check reports).
 """
 
@@ -15,36 +15,15 @@ from __future__ import annotations
 
 import importlib.util
 import os
-from typing import Any
 
-from psycopg.conninfo import conninfo_to_dict
+from integrations._common import settings as common
+from integrations._common.settings import DEFAULT_AUTO_FIELD, TIME_ZONE, USE_TZ  # noqa: F401
 
-_dsn = conninfo_to_dict(os.environ["DJANGO_PG_REAL_POOL_TEST_DSN"])
-ENGINE_KIND = os.environ.get("TK_ENGINE", "real")
-if ENGINE_KIND not in ("real", "stock"):
-    raise RuntimeError(f"TK_ENGINE is {ENGINE_KIND!r}; set it to 'real' or 'stock'.")
-
-DATABASES: dict[str, Any] = {
-    "default": {
-        "ENGINE": "django_pg_real_pool"
-        if ENGINE_KIND == "real"
-        else "django.db.backends.postgresql",
-        "NAME": _dsn.get("dbname", "postgres"),
-        "USER": _dsn.get("user", ""),
-        "PASSWORD": _dsn.get("password", ""),
-        "HOST": _dsn.get("host", ""),
-        "PORT": str(_dsn.get("port", "")),
-        "CONN_MAX_AGE": 0,
-        "OPTIONS": {
-            "application_name": os.environ.get("TK_APP_NAME", "pgrp-tasks"),
-            "pool": {
-                "min_size": 1,
-                "max_size": int(os.environ.get("TK_POOL_MAX_SIZE", "4")),
-                "timeout": float(os.environ.get("TK_POOL_TIMEOUT", "10")),
-            },
-        },
-    }
-}
+ENGINE_KIND = common.engine_kind("TK")
+DATABASES = common.databases("TK", app_name="pgrp-tasks")
+LOGGING = common.leak_logging("TK")
+#: The model the shared leak actors write to.
+NOTE_MODEL = "tk_app.Note"
 
 _builtin = importlib.util.find_spec("django.tasks") is not None
 INSTALLED_APPS = [
@@ -60,21 +39,4 @@ INSTALLED_APPS = [
     "tk_app",
 ]
 TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
-USE_TZ = True
-TIME_ZONE = "UTC"
 SECRET_KEY = "tasks-integration-only"
-DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
-
-LOGGING: dict[str, Any] = {"version": 1, "disable_existing_loggers": False}
-if os.environ.get("TK_LEAK_LOG"):
-    LOGGING["formatters"] = {"jsonl": {"()": "tk_app.logs.JsonLinesFormatter"}}
-    LOGGING["handlers"] = {
-        "leaks": {
-            "class": "logging.FileHandler",
-            "filename": os.environ["TK_LEAK_LOG"],
-            "formatter": "jsonl",
-        }
-    }
-    LOGGING["loggers"] = {
-        "django_pg_real_pool.bracket": {"handlers": ["leaks"], "level": "WARNING"},
-    }

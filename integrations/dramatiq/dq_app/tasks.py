@@ -9,50 +9,24 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from contextlib import ExitStack
 from typing import Any
 
 import dramatiq
-from django.db import OperationalError, connection, transaction
-from psycopg_pool import PoolTimeout
+from django.db import connection, transaction
 
-from django_pg_real_pool import PoolExhausted, pinned
+from django_pg_real_pool import pinned
+from integrations._common import actors
 
 from .models import Note
 
 OPTIONS: dict[str, Any] = {"max_retries": 0, "store_results": True}
 
 
-class PoolTimedOut(Exception):
-    """No pooled connection within the pool timeout (either engine)."""
-
-
-def _backend_pid() -> int:
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_backend_pid()")
-        return int(cursor.fetchone()[0])
-
-
-# -- load ---------------------------------------------------------------------
-
-
-@dramatiq.actor(**OPTIONS)
-def load(work_ms: int) -> dict[str, Any]:
-    """Query, ``work_ms`` of work that does not use the database, query.
-
-    Returns the backends of both queries and when the work ran (wall clock),
-    so the sender can count how many messages worked at the same time.
-    """
-    try:
-        first = _backend_pid()
-        started = time.time()
-        time.sleep(work_ms / 1000)
-        finished = time.time()
-        return {"pids": [first, _backend_pid()], "work": [started, finished]}
-    except OperationalError as exc:
-        if isinstance(exc, PoolExhausted) or isinstance(exc.__cause__, PoolTimeout):
-            raise PoolTimedOut(str(exc)) from exc
-        raise
+# The shared load task and leak actors (integrations._common.actors); the
+# probe and the time-limit cases below are dramatiq's own.
+globals().update(
+    actors.define(__name__, lambda fn: dramatiq.actor(fn, **OPTIONS), (actors.load, *actors.LEAKS))
+)
 
 
 # -- what the next message sees ----------------------------------------------------
@@ -121,56 +95,7 @@ def pool_stats() -> dict[str, Any]:
     return pool_state()
 
 
-# -- leaks, one actor per case ----------------------------------------------------
-
-
-@dramatiq.actor(**OPTIONS)
-def leak_autocommit_off(marker: str) -> None:
-    """Switches autocommit off, writes, never commits."""
-    transaction.set_autocommit(False)
-    Note.objects.create(marker=marker)
-
-
-@dramatiq.actor(**OPTIONS)
-def leak_open_cursor(marker: str) -> None:
-    """Runs a query on a cursor it never closes nor reads."""
-    cursor = connection.cursor()
-    cursor.execute("SELECT %s", [marker])
-
-
-@dramatiq.actor(**OPTIONS)
-def leak_pinned_exception(marker: str) -> None:
-    """Raises while inside pinned(), with session state set (never exited)."""
-    stack = ExitStack()
-    stack.enter_context(pinned())
-    with connection.cursor() as cursor:
-        cursor.execute("SET search_path TO pg_catalog, public")
-        cursor.execute("CREATE TEMPORARY TABLE leak_scratch (marker text)")
-    raise RuntimeError(f"failed inside pinned() ({marker})")
-
-
-@dramatiq.actor(**OPTIONS)
-def raise_in_atomic(marker: str) -> None:
-    """Raises inside ``with atomic()``: Django rolls back, nothing leaks."""
-    with transaction.atomic():
-        Note.objects.create(marker=marker)
-        raise ValueError(f"failed inside atomic() ({marker})")
-
-
-@dramatiq.actor(**OPTIONS)
-def leak_atomic_left_open(marker: str) -> None:
-    """Raises inside an atomic() block that is never exited."""
-    transaction.atomic().__enter__()
-    Note.objects.create(marker=marker)
-    raise ValueError(f"failed inside an unexited atomic() ({marker})")
-
-
-@dramatiq.actor(**OPTIONS)
-def leak_search_path(marker: str) -> None:
-    """SET outside pinned(): the connection stays with the thread until the end."""
-    with connection.cursor() as cursor:
-        cursor.execute("SET search_path TO pg_catalog, public")
-        cursor.execute("SELECT %s", [marker])
+# -- time limits ------------------------------------------------------------------
 
 
 @dramatiq.actor(time_limit=300, **OPTIONS)
@@ -194,7 +119,7 @@ def time_limit_waiting_for_pool(marker: str) -> None:
 
     def hold() -> None:
         with pinned():
-            _backend_pid()
+            actors.backend_pid()
             holding.release()
             release.wait()
 
