@@ -15,17 +15,16 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import psycopg
 
-from tests.support.pgserver import DSN_ENV
+from tests.support import taskprojects
 from tests.support.pgstat import wait_until
 from tests.support.processes import ManagedProcess
-from tests.support.taskprojects import SessionSampler, peak_overlap, scratch_database
+from tests.support.taskprojects import scratch_database
 
 PROJECT_DIR = Path(__file__).resolve().parent
 #: ``application_name`` of the worker's sessions (``pgstat.sessions(admin, "tasks")``).
@@ -57,42 +56,30 @@ class Project:
         self.dsn = dsn
         self.admin = psycopg.connect(dsn, autocommit=True)
 
-    def env(self, **extra: str) -> dict[str, str]:
-        return {
-            DSN_ENV: self.dsn,
-            "DJANGO_SETTINGS_MODULE": "tk_project.settings",
-            "TK_APP_NAME": APP_NAME,
-            **extra,
-        }
+    def env(self, app_name: str = APP_NAME, **extra: Any) -> dict[str, str]:
+        """The worker's environment; ``extra``: :func:`taskprojects.worker_env`'s."""
+        return taskprojects.worker_env(
+            "TK", dsn=self.dsn, settings_module="tk_project.settings", app_name=app_name, **extra
+        )
 
     def worker(
         self, *, engine: str = "real", max_size: int = 4, leak_log: Path | None = None, **env: str
     ) -> ManagedProcess:
         """Start ``db_worker`` and wait until it polls."""
-        process = ManagedProcess(
+        return taskprojects.start_worker(
             [sys.executable, "manage.py", "db_worker", "--interval", "0.02", "--no-startup-delay"],
-            env=self.env(
-                TK_ENGINE=engine,
-                TK_POOL_MAX_SIZE=str(max_size),
-                TK_LEAK_LOG=str(leak_log or ""),
-                **env,
-            ),
+            env=self.env(engine=engine, max_size=max_size, leak_log=leak_log, **env),
             cwd=PROJECT_DIR,
             name=f"db-worker-{engine}",
-        ).start()
-        try:
-            process.wait_for_output(READY, timeout=120)
-        except BaseException:
-            process.stop()
-            raise
-        return process
+            ready=READY,
+        )
 
     def enqueue(self, *calls: tuple[str, list[Any]]) -> list[str]:
         """Enqueue ``tk_app.tasks.<name>(*args)`` for each call; their ids."""
         done = subprocess.run(
             [sys.executable, "manage.py", "enqueue_tasks", json.dumps([list(c) for c in calls])],
             cwd=PROJECT_DIR,
-            env={**os.environ, **self.env(TK_APP_NAME="pgrp-tasks-enqueue")},
+            env={**os.environ, **self.env("pgrp-tasks-enqueue")},
             capture_output=True,
             text=True,
             check=True,
@@ -142,27 +129,15 @@ def project(server_dsn: str, name: str) -> Iterator[Project]:
 
 
 def measure_load(proj: Project, *, tasks: int, workers: int, work_ms: int) -> dict[str, Any]:
-    """Enqueue ``tasks`` load tasks, then time the running worker(s) through them."""
-    ideal = workers / (work_ms / 1000) if work_ms else float("inf")
-    with SessionSampler(proj.dsn, APP_NAME) as sampler:
-        start = time.monotonic()
-        ids = proj.enqueue(*[("load", [work_ms])] * tasks)
-        outcomes = proj.outcomes(ids, timeout=300)
-        seconds = time.monotonic() - start
-    done = [o.value for o in outcomes if o.ok]
-    return {
-        "tasks": tasks,
-        "seconds": seconds,
-        "throughput": tasks / seconds,
-        "ideal": ideal,
-        "ratio": tasks / seconds / ideal,
-        "peak_connections": sampler.peak(),
-        "errors": sum(not o.ok for o in outcomes),
-        "pool_timeouts": sum("PoolTimedOut" in (o.error or "") for o in outcomes),
-        "peak_concurrent_work": peak_overlap([tuple(v["work"]) for v in done]),
-        "pids": {pid for v in done for pid in v["pids"]},
-        "outcomes": outcomes,
-    }
+    """Enqueue ``tasks`` load tasks, then time the running worker(s) through them
+    (figures: :func:`tests.support.taskprojects.measure_load`)."""
+
+    def run() -> list[Outcome]:
+        return proj.outcomes(proj.enqueue(*[("load", [work_ms])] * tasks), timeout=300)
+
+    return taskprojects.measure_load(
+        proj.dsn, APP_NAME, run, tasks=tasks, workers=workers, work_ms=work_ms
+    )
 
 
 def stop_gracefully(worker: ManagedProcess, timeout: float = 60.0) -> int:

@@ -9,27 +9,22 @@ reads what the actors stored in the Redis result backend.
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
-import subprocess
 import sys
-import tempfile
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import psycopg
 from dramatiq import Message
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.results import ResultFailure
 from dramatiq.results.backends.redis import RedisBackend
 from redis import Redis
 
-from tests.support.pgserver import DSN_ENV
+from tests.support import taskprojects
 from tests.support.processes import ManagedProcess
 from tests.support.redisserver import RedisServer
+from tests.support.taskprojects import LeakLog, Outcome, scratch_database
 
 PROJECT_DIR = Path(__file__).resolve().parent
 QUEUE = "default"
@@ -37,47 +32,6 @@ QUEUE = "default"
 #: ``tests.support.pgstat.sessions(admin, "dramatiq")`` looks for).
 APP_NAME = "pgrp-dramatiq"
 READY = r"Worker process is ready for action"
-
-
-@contextlib.contextmanager
-def scratch_database(server_dsn: str, name: str) -> Iterator[str]:
-    """A new, migrated database on the server of ``server_dsn``; dropped at exit."""
-    with psycopg.connect(server_dsn, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-    dsn = psycopg.conninfo.make_conninfo(server_dsn, dbname=name)
-    try:
-        subprocess.run(
-            [sys.executable, "manage.py", "migrate", "--verbosity", "0"],
-            cwd=PROJECT_DIR,
-            env={**os.environ, DSN_ENV: dsn},
-            check=True,
-            timeout=180,
-            capture_output=True,
-        )
-        yield dsn
-    finally:
-        with contextlib.suppress(psycopg.Error):
-            with psycopg.connect(server_dsn, autocommit=True) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-class Outcome:
-    """What one message ended with: its result, or its exception's type and text."""
-
-    def __init__(self, value: Any = None, error: str | None = None, text: str = "") -> None:
-        self.value = value
-        self.error = error
-        self.text = text
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
-
-    def __repr__(self) -> str:
-        return (
-            f"Outcome(value={self.value!r})" if self.ok else f"Outcome({self.error}: {self.text})"
-        )
 
 
 class Project:
@@ -104,17 +58,7 @@ class Project:
     ) -> ManagedProcess:
         """Start ``rundramatiq`` (one process) and wait until it consumes;
         ``gevent``: its worker threads are greenlets (``dramatiq-gevent``)."""
-        settings_env = {
-            DSN_ENV: self.dsn,
-            "DJANGO_SETTINGS_MODULE": "dq_project.settings",
-            "DQ_REDIS_URL": self.redis.url,
-            "DQ_ENGINE": engine,
-            "DQ_POOL_MAX_SIZE": str(max_size),
-            "DQ_APP_NAME": APP_NAME,
-            "DQ_LEAK_LOG": str(leak_log or ""),
-            **env,
-        }
-        process = ManagedProcess(
+        return taskprojects.start_worker(
             [
                 sys.executable,
                 "manage.py",
@@ -127,16 +71,21 @@ class Project:
                 "30000",
                 *(["--use-gevent"] if gevent else []),
             ],
-            env=settings_env,
+            env=taskprojects.worker_env(
+                "DQ",
+                dsn=self.dsn,
+                settings_module="dq_project.settings",
+                app_name=APP_NAME,
+                engine=engine,
+                max_size=max_size,
+                leak_log=leak_log,
+                DQ_REDIS_URL=self.redis.url,
+                **env,
+            ),
             cwd=PROJECT_DIR,
             name=f"dramatiq-{engine}",
-        ).start()
-        try:
-            process.wait_for_output(READY, timeout=120)
-        except BaseException:
-            process.stop()
-            raise
-        return process
+            ready=READY,
+        )
 
     def send(
         self,
@@ -186,7 +135,7 @@ class Project:
 @contextlib.contextmanager
 def project(server_dsn: str, name: str) -> Iterator[Project]:
     """A scratch database and a Redis server for one test module or run."""
-    with scratch_database(server_dsn, name) as dsn, RedisServer() as redis:
+    with scratch_database(server_dsn, name, PROJECT_DIR, {}) as dsn, RedisServer() as redis:
         proj = Project(dsn, redis)
         try:
             yield proj
@@ -195,46 +144,6 @@ def project(server_dsn: str, name: str) -> Iterator[Project]:
 
 
 # -- load ----------------------------------------------------------------------------
-
-
-class SessionSampler:
-    """Peak number of server sessions of the worker (by ``application_name``),
-    sampled from its own connection and thread."""
-
-    def __init__(self, dsn: str, interval: float = 0.01) -> None:
-        self.dsn = dsn
-        self.interval = interval
-        self.samples: list[int] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="pg-sessions", daemon=True)
-        self._error: BaseException | None = None
-
-    def _run(self) -> None:
-        try:
-            with psycopg.connect(self.dsn, autocommit=True) as conn:
-                while not self._stop.is_set():
-                    row = conn.execute(
-                        "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s",
-                        [APP_NAME],
-                    ).fetchone()
-                    assert row is not None
-                    self.samples.append(int(row[0]))
-                    self._stop.wait(self.interval)
-        except BaseException as exc:  # re-raised by peak(): a gap in the figures
-            self._error = exc
-
-    def __enter__(self) -> SessionSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(30)
-
-    def peak(self) -> int:
-        if self._error is not None:
-            raise RuntimeError("sampling pg_stat_activity failed") from self._error
-        return max(self.samples, default=0)
 
 
 def measure_load(
@@ -252,38 +161,16 @@ def measure_load(
     once: above the pool size, they were not holding a connection during it),
     ``pids`` (the distinct backends the actors saw), ``messages`` and ``outcomes``.
     """
-    ideal = threads / (work_ms / 1000) if work_ms else float("inf")
-    with SessionSampler(proj.dsn) as sampler:
-        start = time.monotonic()
-        messages = [proj.send("load", work_ms, options=options) for _ in range(tasks)]
-        outcomes = [proj.outcome(m, timeout=120) for m in messages]
-        seconds = time.monotonic() - start
-    throughput = tasks / seconds
-    done = [o.value for o in outcomes if o.ok]
-    return {
-        "tasks": tasks,
-        "seconds": seconds,
-        "throughput": throughput,
-        "ideal": ideal,
-        "ratio": throughput / ideal,
-        "peak_connections": sampler.peak(),
-        "errors": sum(not o.ok for o in outcomes),
-        "pool_timeouts": sum(o.error == "PoolTimedOut" for o in outcomes),
-        "peak_concurrent_work": peak_overlap([tuple(v["work"]) for v in done]),
-        "pids": {pid for v in done for pid in v["pids"]},
-        "messages": messages,
-        "outcomes": outcomes,
-    }
+    messages: list[Message[Any]] = []
 
+    def run() -> list[Outcome]:
+        messages.extend(proj.send("load", work_ms, options=options) for _ in range(tasks))
+        return [proj.outcome(m, timeout=120) for m in messages]
 
-def peak_overlap(intervals: list[tuple[float, float]]) -> int:
-    """Most intervals open at the same instant."""
-    events = sorted([(start, 1) for start, _ in intervals] + [(end, -1) for _, end in intervals])
-    peak = current = 0
-    for _, step in events:
-        current += step
-        peak = max(peak, current)
-    return peak
+    figures = taskprojects.measure_load(
+        proj.dsn, APP_NAME, run, tasks=tasks, workers=threads, work_ms=work_ms
+    )
+    return {**figures, "messages": messages}
 
 
 def stop_gracefully(worker: ManagedProcess, timeout: float = 60.0) -> int:
@@ -294,6 +181,5 @@ def stop_gracefully(worker: ManagedProcess, timeout: float = 60.0) -> int:
 
 
 def leak_log_path() -> Path:
-    fd, path = tempfile.mkstemp(prefix="pgrp-dramatiq-leaks-", suffix=".jsonl")
-    os.close(fd)
-    return Path(path)
+    """A new, empty file for the worker's leak records (``DQ_LEAK_LOG``)."""
+    return LeakLog("dramatiq").path

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import signal
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,31 +21,16 @@ from huey import RedisHuey
 from huey.exceptions import TaskException
 from huey.registry import Message
 
-from tests.support.pgserver import DSN_ENV
+from tests.support import taskprojects
 from tests.support.processes import ManagedProcess
 from tests.support.redisserver import RedisServer
-from tests.support.taskprojects import SessionSampler, peak_overlap, scratch_database
+from tests.support.taskprojects import Outcome, scratch_database
 
 PROJECT_DIR = Path(__file__).resolve().parent
 #: ``application_name`` of the consumer's sessions (``pgstat.sessions(admin, "huey")``).
 APP_NAME = "pgrp-huey"
 QUEUE_NAME = "pgrp-huey"
 READY = r"Huey consumer started with"
-
-
-class Outcome:
-    """What one task ended with: its result, or its error's repr."""
-
-    def __init__(self, value: Any = None, error: str | None = None) -> None:
-        self.value = value
-        self.error = error
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
-
-    def __repr__(self) -> str:
-        return f"Outcome(value={self.value!r})" if self.ok else f"Outcome({self.error})"
 
 
 class Project:
@@ -57,14 +41,16 @@ class Project:
         self.redis = redis
         self.huey = RedisHuey(QUEUE_NAME, url=redis.url)
 
-    def env(self, **extra: str) -> dict[str, str]:
-        return {
-            DSN_ENV: self.dsn,
-            "DJANGO_SETTINGS_MODULE": "hq_project.settings",
-            "HQ_REDIS_URL": self.redis.url,
-            "HQ_APP_NAME": APP_NAME,
+    def env(self, **extra: Any) -> dict[str, str]:
+        """The consumer's environment; ``extra``: :func:`taskprojects.worker_env`'s."""
+        return taskprojects.worker_env(
+            "HQ",
+            dsn=self.dsn,
+            settings_module="hq_project.settings",
+            app_name=APP_NAME,
+            HQ_REDIS_URL=self.redis.url,
             **extra,
-        }
+        )
 
     def consumer(
         self,
@@ -77,23 +63,13 @@ class Project:
         **env: str,
     ) -> ManagedProcess:
         """Start ``run_huey -k kind -w workers`` and wait until it consumes."""
-        process = ManagedProcess(
+        return taskprojects.start_worker(
             [sys.executable, "manage.py", "run_huey", "-k", kind, "-w", str(workers)],
-            env=self.env(
-                HQ_ENGINE=engine,
-                HQ_POOL_MAX_SIZE=str(max_size),
-                HQ_LEAK_LOG=str(leak_log or ""),
-                **env,
-            ),
+            env=self.env(engine=engine, max_size=max_size, leak_log=leak_log, **env),
             cwd=PROJECT_DIR,
             name=f"huey-{kind}-{engine}",
-        ).start()
-        try:
-            process.wait_for_output(READY, timeout=120)
-        except BaseException:
-            process.stop()
-            raise
-        return process
+            ready=READY,
+        )
 
     def send(self, task: str, *args: Any) -> str:
         """Enqueue ``hq_app.tasks.<task>(*args)``; its id."""
@@ -138,30 +114,16 @@ def project(server_dsn: str, name: str) -> Iterator[Project]:
 
 
 def measure_load(proj: Project, *, tasks: int, workers: int, work_ms: int) -> dict[str, Any]:
-    """Enqueue ``tasks`` load tasks to the running consumer; wait for all of them.
+    """Enqueue ``tasks`` load tasks to the running consumer; wait for all of them
+    (figures: :func:`tests.support.taskprojects.measure_load`)."""
 
-    Figures as :func:`benchmarks.workers_dramatiq.run_row` reports them.
-    """
-    ideal = workers / (work_ms / 1000) if work_ms else float("inf")
-    with SessionSampler(proj.dsn, APP_NAME) as sampler:
-        start = time.monotonic()
+    def run() -> list[Outcome]:
         ids = [proj.send("load", work_ms) for _ in range(tasks)]
-        outcomes = [proj.outcome(task_id, timeout=120) for task_id in ids]
-        seconds = time.monotonic() - start
-    done = [o.value for o in outcomes if o.ok]
-    return {
-        "tasks": tasks,
-        "seconds": seconds,
-        "throughput": tasks / seconds,
-        "ideal": ideal,
-        "ratio": tasks / seconds / ideal,
-        "peak_connections": sampler.peak(),
-        "errors": sum(not o.ok for o in outcomes),
-        "pool_timeouts": sum("PoolTimedOut" in (o.error or "") for o in outcomes),
-        "peak_concurrent_work": peak_overlap([tuple(v["work"]) for v in done]),
-        "pids": {pid for v in done for pid in v["pids"]},
-        "outcomes": outcomes,
-    }
+        return [proj.outcome(task_id, timeout=120) for task_id in ids]
+
+    return taskprojects.measure_load(
+        proj.dsn, APP_NAME, run, tasks=tasks, workers=workers, work_ms=work_ms
+    )
 
 
 def stop_gracefully(consumer: ManagedProcess, timeout: float = 60.0) -> int:

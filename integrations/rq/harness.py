@@ -13,7 +13,6 @@ import contextlib
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,10 +22,10 @@ from rq import Queue
 from rq.job import Job
 from rq.results import Result
 
-from tests.support.pgserver import DSN_ENV
+from tests.support import taskprojects
 from tests.support.processes import ManagedProcess
 from tests.support.redisserver import RedisServer
-from tests.support.taskprojects import SessionSampler, peak_overlap, scratch_database
+from tests.support.taskprojects import Outcome, scratch_database
 
 PROJECT_DIR = Path(__file__).resolve().parent
 #: ``application_name`` of the worker's sessions (``pgstat.sessions(admin, "rq")``).
@@ -34,21 +33,6 @@ APP_NAME = "pgrp-rq"
 READY = r"Listening on"
 FORKING = "django_pg_real_pool.rq.RealPoolWorker"
 SIMPLE = "django_pg_real_pool.rq.RealPoolSimpleWorker"
-
-
-class Outcome:
-    """What one job ended with: its return value, or its exception's last line."""
-
-    def __init__(self, value: Any = None, error: str | None = None) -> None:
-        self.value = value
-        self.error = error
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
-
-    def __repr__(self) -> str:
-        return f"Outcome(value={self.value!r})" if self.ok else f"Outcome({self.error})"
 
 
 class Project:
@@ -60,14 +44,16 @@ class Project:
         self.client = Redis.from_url(redis.url)
         self.queue = Queue("default", connection=self.client)
 
-    def env(self, **extra: str) -> dict[str, str]:
-        return {
-            DSN_ENV: self.dsn,
-            "DJANGO_SETTINGS_MODULE": "rq_project.settings",
-            "RQP_REDIS_URL": self.redis.url,
-            "RQP_APP_NAME": APP_NAME,
+    def env(self, **extra: Any) -> dict[str, str]:
+        """The worker's environment; ``extra``: :func:`taskprojects.worker_env`'s."""
+        return taskprojects.worker_env(
+            "RQP",
+            dsn=self.dsn,
+            settings_module="rq_project.settings",
+            app_name=APP_NAME,
+            RQP_REDIS_URL=self.redis.url,
             **extra,
-        }
+        )
 
     def worker(
         self,
@@ -79,24 +65,19 @@ class Project:
         **env: str,
     ) -> ManagedProcess:
         """Start ``rqworker`` (one worker process) and wait until it listens."""
-        process = ManagedProcess(
+        return taskprojects.start_worker(
             [sys.executable, "manage.py", "rqworker", "default"],
             env=self.env(
-                RQP_ENGINE=engine,
-                RQP_POOL_MAX_SIZE=str(max_size),
-                RQP_LEAK_LOG=str(leak_log or ""),
+                engine=engine,
+                max_size=max_size,
+                leak_log=leak_log,
                 RQP_WORKER_CLASS=worker_class,
                 **env,
             ),
             cwd=PROJECT_DIR,
             name=f"rq-{worker_class.rsplit('.', 1)[-1]}-{engine}",
-        ).start()
-        try:
-            process.wait_for_output(READY, timeout=120)
-        except BaseException:
-            process.stop()
-            raise
-        return process
+            ready=READY,
+        )
 
     def send(self, job: str, *args: Any) -> Job:
         """Enqueue ``rq_app.jobs.<job>(*args)``."""
@@ -134,27 +115,16 @@ def project(server_dsn: str, name: str) -> Iterator[Project]:
 
 
 def measure_load(proj: Project, *, tasks: int, workers: int, work_ms: int) -> dict[str, Any]:
-    """Enqueue ``tasks`` load jobs to the running worker(s); wait for all of them."""
-    ideal = workers / (work_ms / 1000) if work_ms else float("inf")
-    with SessionSampler(proj.dsn, APP_NAME) as sampler:
-        start = time.monotonic()
+    """Enqueue ``tasks`` load jobs to the running worker(s); wait for all of them
+    (figures: :func:`tests.support.taskprojects.measure_load`)."""
+
+    def run() -> list[Outcome]:
         jobs = [proj.send("load", work_ms) for _ in range(tasks)]
-        outcomes = [proj.outcome(job, timeout=120) for job in jobs]
-        seconds = time.monotonic() - start
-    done = [o.value for o in outcomes if o.ok]
-    return {
-        "tasks": tasks,
-        "seconds": seconds,
-        "throughput": tasks / seconds,
-        "ideal": ideal,
-        "ratio": tasks / seconds / ideal,
-        "peak_connections": sampler.peak(),
-        "errors": sum(not o.ok for o in outcomes),
-        "pool_timeouts": sum("PoolTimedOut" in (o.error or "") for o in outcomes),
-        "peak_concurrent_work": peak_overlap([tuple(v["work"]) for v in done]),
-        "pids": {pid for v in done for pid in v["pids"]},
-        "outcomes": outcomes,
-    }
+        return [proj.outcome(job, timeout=120) for job in jobs]
+
+    return taskprojects.measure_load(
+        proj.dsn, APP_NAME, run, tasks=tasks, workers=workers, work_ms=work_ms
+    )
 
 
 def stop_gracefully(worker: ManagedProcess, timeout: float = 60.0) -> int:

@@ -1,7 +1,9 @@
-"""What the e2e projects of the task runners (huey, RQ, ...) share.
+"""What the e2e projects of the task runners (dramatiq, huey, RQ, ...) share.
 
-A scratch database migrated by a project's ``manage.py``, the JSON-lines leak
-log its workers write, the peak of its sessions on the server. Each
+A scratch database migrated by a project's ``manage.py``, the environment of
+its workers, starting one and waiting until it consumes, the JSON-lines leak
+log its workers write, what a task ended with, the peak of its sessions on
+the server and the figures of a load run. Each
 ``integrations/<runner>/harness.py`` builds on these.
 """
 
@@ -14,13 +16,15 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import psycopg
 
 from tests.support.pgserver import DSN_ENV
+from tests.support.processes import ManagedProcess
 
 
 @contextlib.contextmanager
@@ -46,6 +50,67 @@ def scratch_database(
         with contextlib.suppress(psycopg.Error):
             with psycopg.connect(server_dsn, autocommit=True) as conn:
                 conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def worker_env(
+    prefix: str,
+    *,
+    dsn: str,
+    settings_module: str,
+    app_name: str,
+    engine: str = "real",
+    max_size: int = 4,
+    leak_log: Path | None = None,
+    **extra: str,
+) -> dict[str, str]:
+    """The environment a project's worker reads (see ``integrations/_common/settings.py``)."""
+    return {
+        DSN_ENV: dsn,
+        "DJANGO_SETTINGS_MODULE": settings_module,
+        f"{prefix}_APP_NAME": app_name,
+        f"{prefix}_ENGINE": engine,
+        f"{prefix}_POOL_MAX_SIZE": str(max_size),
+        f"{prefix}_LEAK_LOG": str(leak_log or ""),
+        **extra,
+    }
+
+
+def start_worker(
+    args: list[str],
+    *,
+    env: dict[str, str],
+    cwd: Path,
+    name: str,
+    ready: str,
+    timeout: float = 120,
+) -> ManagedProcess:
+    """Start ``args`` in ``cwd`` and return once its log matched ``ready``
+    (stopped again if it did not)."""
+    process = ManagedProcess(args, env=env, cwd=cwd, name=name).start()
+    try:
+        process.wait_for_output(ready, timeout=timeout)
+    except BaseException:
+        process.stop()
+        raise
+    return process
+
+
+class Outcome:
+    """What one task ended with: its result, or its error (and the error's text)."""
+
+    def __init__(self, value: Any = None, error: str | None = None, text: str = "") -> None:
+        self.value = value
+        self.error = error
+        self.text = text
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def __repr__(self) -> str:
+        if self.ok:
+            return f"Outcome(value={self.value!r})"
+        return f"Outcome({self.error}: {self.text})" if self.text else f"Outcome({self.error})"
 
 
 class LeakLog:
@@ -114,3 +179,45 @@ def peak_overlap(intervals: list[tuple[float, float]]) -> int:
         current += step
         peak = max(peak, current)
     return peak
+
+
+def measure_load(
+    dsn: str,
+    app_name: str,
+    run: Callable[[], Sequence[Any]],
+    *,
+    tasks: int,
+    workers: int,
+    work_ms: int,
+) -> dict[str, Any]:
+    """Time ``run()`` (enqueue ``tasks`` load tasks, wait for their outcomes)
+    while sampling the server's sessions named ``app_name``.
+
+    Returns ``tasks``, ``seconds``, ``throughput``, ``ideal`` (``workers``
+    busy ``work_ms`` each, back to back), ``ratio``, ``peak_connections``,
+    ``errors``, ``pool_timeouts``, ``peak_concurrent_work`` (most tasks inside
+    their non-database work at once: above the pool size, they were not
+    holding a connection during it), ``pids`` (the distinct backends the
+    tasks saw) and ``outcomes``. An outcome has ``ok``, ``value`` (the load
+    task's result) and ``error`` (its text names ``PoolTimedOut`` on a pool
+    timeout).
+    """
+    ideal = workers / (work_ms / 1000) if work_ms else float("inf")
+    with SessionSampler(dsn, app_name) as sampler:
+        start = time.monotonic()
+        outcomes = run()
+        seconds = time.monotonic() - start
+    done = [o.value for o in outcomes if o.ok]
+    return {
+        "tasks": tasks,
+        "seconds": seconds,
+        "throughput": tasks / seconds,
+        "ideal": ideal,
+        "ratio": tasks / seconds / ideal,
+        "peak_connections": sampler.peak(),
+        "errors": sum(not o.ok for o in outcomes),
+        "pool_timeouts": sum("PoolTimedOut" in (o.error or "") for o in outcomes),
+        "peak_concurrent_work": peak_overlap([tuple(v["work"]) for v in done]),
+        "pids": {pid for v in done for pid in v["pids"]},
+        "outcomes": outcomes,
+    }

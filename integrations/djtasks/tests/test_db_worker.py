@@ -20,20 +20,26 @@ import psycopg
 import pytest
 
 from integrations.djtasks import harness
-from tests.support.pgstat import sessions, wait_until
+from tests.support.leakcases import (
+    LEAK_IDS,
+    LEAKS,
+    assert_clean_probe,
+    assert_leak_record,
+    committed,
+)
 from tests.support.processes import ManagedProcess
 from tests.support.taskprojects import LeakLog
 
 pytestmark = pytest.mark.e2e
 
-LEAKS = [
-    # task, what the leak record must say, the stored status afterwards
-    ("leak_autocommit_off", "autocommit left off", "RUNNING"),
-    ("leak_open_cursor", "cursor(s) not closed", "SUCCESSFUL"),
-    ("leak_pinned_exception", "pinned() block not exited", "FAILED"),
-    ("leak_atomic_left_open", "atomic() block still open", "RUNNING"),
-    ("leak_search_path", "session state set outside pinned() (SET)", "SUCCESSFUL"),
-]
+#: The stored status of each leak case afterwards (see the module docstring).
+STATUS = {
+    "leak_autocommit_off": "RUNNING",
+    "leak_open_cursor": "SUCCESSFUL",
+    "leak_pinned_exception": "FAILED",
+    "leak_atomic_left_open": "RUNNING",
+    "leak_search_path": "SUCCESSFUL",
+}
 
 
 class Running:
@@ -55,47 +61,32 @@ def worker(tk: harness.Project) -> Iterator[Running]:
         log.remove()
 
 
-def committed(admin: psycopg.Connection[Any], marker: str) -> int:
-    row = admin.execute("SELECT count(*) FROM tk_app_note WHERE marker = %s", [marker]).fetchone()
-    assert row is not None
-    return int(row[0])
-
-
 def probe_clean(worker: Running, admin: psycopg.Connection[Any]) -> dict[str, Any]:
     [outcome] = worker.project.outcomes(worker.project.enqueue(("probe", [])))
     assert outcome.ok, outcome
     seen: dict[str, Any] = outcome.value
-    assert seen["search_path"] == '"$user", public'
-    assert seen["fresh_transaction"], "the probe's query ran inside an older transaction"
-    assert seen["temp_tables"] == 0
-    assert seen["autocommit"] is True
-    assert not seen["in_atomic_block"]
-    assert seen["released"], "the probe's connection was not returned after its query"
-    assert seen["holders"] == {}, "a wrapper of the worker still holds a connection"
-    assert wait_until(
-        lambda: not [s for s in sessions(admin, "tasks") if s["state"] != "idle"], timeout=10
-    ), sessions(admin, "tasks")
+    assert_clean_probe(seen, admin, "tasks")
     return seen
 
 
-@pytest.mark.parametrize(("task", "problem", "status"), LEAKS, ids=[c[0] for c in LEAKS])
+@pytest.mark.parametrize(("task", "problem", "raised"), LEAKS, ids=LEAK_IDS)
 def test_leak_is_repaired_and_reported(
-    worker: Running, admin: psycopg.Connection[Any], task: str, problem: str, status: str
+    worker: Running, admin: psycopg.Connection[Any], task: str, problem: str, raised: str | None
 ) -> None:
+    status = STATUS[task]
     marker = f"{task}-{uuid.uuid4().hex[:8]}"
     [task_id] = worker.project.enqueue((task, [marker]))
     # The probe runs after the leaking task on the same (only) thread.
     probe_clean(worker, admin)
     [outcome] = worker.project.outcomes([task_id], until=(status,))
     assert outcome.status == status
-    assert committed(admin, marker) == 0
-    [record] = [r for r in worker.log.records() if r["task_id"] == task_id]
-    label = f"tk_app.tasks.{task}"
-    assert record["task"] == label
-    assert any(problem in p for p in record["problems"]), record
-    assert (
-        f"{label} (id {task_id}) leaked on database alias 'default' at task end"
-        in (record["message"])
+    assert committed(admin, "tk_app", marker) == 0
+    assert_leak_record(
+        worker.log.records_of(task_id),
+        task=f"tk_app.tasks.{task}",
+        task_id=task_id,
+        problem=problem,
+        level=None,
     )
 
 
@@ -108,8 +99,8 @@ def test_exception_inside_atomic_rolls_back_without_a_leak(
     assert outcome.status == "FAILED"
     assert outcome.error == "builtins.ValueError"
     probe_clean(worker, admin)
-    assert committed(admin, marker) == 0
-    assert [r for r in worker.log.records() if r["task_id"] == task_id] == []
+    assert committed(admin, "tk_app", marker) == 0
+    assert worker.log.records_of(task_id) == []
 
 
 def test_load_on_a_pool_of_two(tk: harness.Project, worker: Running) -> None:

@@ -9,35 +9,33 @@ and the next message sees a clean session.
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 
 from integrations.dramatiq import harness
-from tests.support.pgstat import sessions, wait_until
+from tests.support import leakcases
+from tests.support.leakcases import LEAK_IDS, LEAKS, assert_clean_probe, assert_leak_record
+from tests.support.taskprojects import LeakLog
 
 pytestmark = pytest.mark.e2e
 
-DEFAULT_SEARCH_PATH = '"$user", public'
-
 
 class LeakWorker:
-    def __init__(self, project: harness.Project, process: Any, log: Path) -> None:
+    def __init__(self, project: harness.Project, process: Any, log: LeakLog) -> None:
         self.project = project
         self.process = process
         self.log = log
         self.thread: int | None = None
 
     def records(self) -> list[dict[str, Any]]:
-        return [json.loads(line) for line in self.log.read_text().splitlines() if line]
+        return self.log.records()
 
     def records_of(self, message_id: str) -> list[dict[str, Any]]:
-        return [r for r in self.records() if r["task_id"] == message_id]
+        return self.log.records_of(message_id)
 
     def probe(self) -> dict[str, Any]:
         outcome = self.project.outcome(self.project.send("probe"))
@@ -52,56 +50,35 @@ class LeakWorker:
 @pytest.fixture(scope="module")
 def worker(dq: harness.Project) -> Iterator[LeakWorker]:
     dq.broker.flush_all()
-    log = harness.leak_log_path()
+    log = LeakLog("dramatiq")
     # A short pool timeout: TimeLimit cannot interrupt a thread blocked in
     # the pool's wait before that wait ends.
-    process = dq.worker(threads=1, leak_log=log, DQ_POOL_TIMEOUT="2")
+    process = dq.worker(threads=1, leak_log=log.path, DQ_POOL_TIMEOUT="2")
     try:
         yield LeakWorker(dq, process, log)
     finally:
         process.stop()
-        log.unlink()
+        log.remove()
 
 
 def committed(admin: psycopg.Connection[Any], marker: str) -> int:
-    row = admin.execute("SELECT count(*) FROM dq_app_note WHERE marker = %s", [marker]).fetchone()
-    assert row is not None
-    return int(row[0])
+    return leakcases.committed(admin, "dq_app", marker)
 
 
 def assert_clean(worker: LeakWorker, admin: psycopg.Connection[Any]) -> dict[str, Any]:
     """The server, the pool and the next message on the same thread all agree."""
     seen = worker.probe()
-    assert seen["search_path"] == DEFAULT_SEARCH_PATH
-    assert seen["fresh_transaction"], "the probe's query ran inside an older transaction"
-    assert seen["temp_tables"] == 0
+    # dramatiq's probe sees more than the shared one: cursors, the pool.
     assert seen["open_cursors"] == 0
-    assert seen["autocommit"] is True
-    assert not seen["in_atomic_block"]
     assert not seen["needs_rollback"]
-    assert seen["released"], "the probe's connection was not returned after its query"
-    assert seen["holders"] == {}, "a wrapper of the worker still holds a connection"
     assert seen["out_of_pool"] == 0, seen["pool"]
     assert seen["pool"]["requests_waiting"] == 0
-    # AdminMiddleware may be writing the probe's status right now (briefly
-    # active or idle in transaction): a leaked transaction never goes idle.
-    assert wait_until(
-        lambda: all(s["state"] == "idle" for s in sessions(admin, "dramatiq")), timeout=10
-    ), sessions(admin, "dramatiq")
+    # AdminMiddleware may be writing the probe's status right now.
+    assert_clean_probe(seen, admin, "dramatiq")
     return seen
 
 
-LEAKS = [
-    # actor, what the leak record must say, whether the actor raised
-    ("leak_autocommit_off", "autocommit left off", None),
-    ("leak_open_cursor", "cursor(s) not closed", None),
-    ("leak_pinned_exception", "pinned() block not exited", "RuntimeError"),
-    ("leak_atomic_left_open", "atomic() block still open", "ValueError"),
-    ("leak_search_path", "session state set outside pinned() (SET)", None),
-]
-
-
-@pytest.mark.parametrize(("actor", "problem", "raised"), LEAKS, ids=[c[0] for c in LEAKS])
+@pytest.mark.parametrize(("actor", "problem", "raised"), LEAKS, ids=LEAK_IDS)
 def test_leak_is_repaired_and_reported(
     worker: LeakWorker, admin: psycopg.Connection[Any], actor: str, problem: str, raised: str | None
 ) -> None:
@@ -111,14 +88,12 @@ def test_leak_is_repaired_and_reported(
     outcome = worker.project.stored_outcome(message)
     assert outcome.error == raised, outcome
     assert committed(admin, marker) == 0
-    [record] = worker.records_of(message.message_id)
-    assert record["task"] == actor
-    assert record["alias"] == "default"
-    assert record["level"] == "ERROR"
-    assert any(problem in p for p in record["problems"]), record
-    assert (
-        f"{actor} (id {message.message_id}) leaked on database alias 'default'"
-        in (record["message"])
+    assert_leak_record(
+        worker.records_of(message.message_id),
+        task=actor,
+        task_id=message.message_id,
+        problem=problem,
+        phase="",
     )
     # Strict mode is off: dead-lettered only when the actor raised (no retries).
     assert (message.message_id in worker.project.dead_lettered()) == (raised is not None)

@@ -17,7 +17,13 @@ import psycopg
 import pytest
 
 from integrations.huey import harness
-from tests.support.pgstat import sessions, wait_until
+from tests.support.leakcases import (
+    LEAK_IDS,
+    LEAKS,
+    assert_clean_probe,
+    assert_leak_record,
+    committed,
+)
 from tests.support.processes import ManagedProcess
 from tests.support.taskprojects import LeakLog
 
@@ -53,38 +59,12 @@ def consumer(hq: harness.Project) -> Iterator[LeakConsumer]:
         log.remove()
 
 
-def committed(admin: psycopg.Connection[Any], marker: str) -> int:
-    row = admin.execute("SELECT count(*) FROM hq_app_note WHERE marker = %s", [marker]).fetchone()
-    assert row is not None
-    return int(row[0])
-
-
 def assert_clean(consumer: LeakConsumer, admin: psycopg.Connection[Any]) -> None:
     """The server, the pool and the next task on the same thread all agree."""
-    seen = consumer.probe()
-    assert seen["search_path"] == '"$user", public'
-    assert seen["fresh_transaction"], "the probe's query ran inside an older transaction"
-    assert seen["temp_tables"] == 0
-    assert seen["autocommit"] is True
-    assert not seen["in_atomic_block"]
-    assert seen["released"], "the probe's connection was not returned after its query"
-    assert seen["holders"] == {}, "a wrapper of the consumer still holds a connection"
-    assert wait_until(
-        lambda: all(s["state"] == "idle" for s in sessions(admin, "huey")), timeout=10
-    ), sessions(admin, "huey")
+    assert_clean_probe(consumer.probe(), admin, "huey")
 
 
-LEAKS = [
-    # task, what the leak record must say, the task's own error (if it raised)
-    ("leak_autocommit_off", "autocommit left off", None),
-    ("leak_open_cursor", "cursor(s) not closed", None),
-    ("leak_pinned_exception", "pinned() block not exited", "RuntimeError"),
-    ("leak_atomic_left_open", "atomic() block still open", "ValueError"),
-    ("leak_search_path", "session state set outside pinned() (SET)", None),
-]
-
-
-@pytest.mark.parametrize(("task", "problem", "raised"), LEAKS, ids=[c[0] for c in LEAKS])
+@pytest.mark.parametrize(("task", "problem", "raised"), LEAKS, ids=LEAK_IDS)
 def test_leak_is_repaired_and_reported(
     consumer: LeakConsumer,
     admin: psycopg.Connection[Any],
@@ -97,15 +77,9 @@ def test_leak_is_repaired_and_reported(
     outcome = consumer.project.outcome(task_id)
     assert (outcome.error or "").startswith(raised or "<none>") or (raised is None and outcome.ok)
     assert_clean(consumer, admin)
-    assert committed(admin, marker) == 0
-    [record] = consumer.log.records_of(task_id)
-    assert record["task"] == task
-    assert record["alias"] == "default"
-    assert record["level"] == "ERROR"
-    assert any(problem in p for p in record["problems"]), record
-    assert (
-        f"{task} (id {task_id}) leaked on database alias 'default' at task end"
-        in (record["message"])
+    assert committed(admin, "hq_app", marker) == 0
+    assert_leak_record(
+        consumer.log.records_of(task_id), task=task, task_id=task_id, problem=problem
     )
 
 
@@ -116,7 +90,7 @@ def test_exception_inside_atomic_rolls_back_without_a_leak(
     task_id = consumer.project.send("raise_in_atomic", marker)
     assert (consumer.project.outcome(task_id).error or "").startswith("ValueError")
     assert_clean(consumer, admin)
-    assert committed(admin, marker) == 0
+    assert committed(admin, "hq_app", marker) == 0
     assert consumer.log.records_of(task_id) == []
 
 
