@@ -25,8 +25,7 @@ from collections.abc import Callable
 from typing import Any
 
 from benchmarks import _harness as h
-
-ENGINES = ("stock", "real")
+from benchmarks import _workers
 
 
 def parse_args() -> argparse.Namespace:
@@ -43,53 +42,42 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument(
         "--only",
-        default="dramatiq,celery-threads,celery-prefork,huey-threads,huey-process,"
-        "rq-fork,rq-simple,django-tasks-db",
+        default=",".join(WORKLOADS),
         help="which workloads",
     )
     return parser.parse_args()
 
 
+#: name -> (module, run_row keyword arguments, "threads" or "children": its width).
+WORKLOADS: dict[str, tuple[str, dict[str, Any], str]] = {
+    "dramatiq": ("benchmarks.workers_dramatiq", {}, "threads"),
+    "celery-threads": ("benchmarks.workers_celery", {"pool": "threads"}, "threads"),
+    "celery-prefork": ("benchmarks.workers_celery", {"pool": "prefork"}, "children"),
+    "huey-threads": ("benchmarks.workers_runners", {"runner": "huey", "kind": "thread"}, "threads"),
+    "huey-process": (
+        "benchmarks.workers_runners",
+        {"runner": "huey", "kind": "process"},
+        "children",
+    ),
+    "rq-fork": ("benchmarks.workers_runners", {"runner": "rq", "kind": "fork"}, "children"),
+    "rq-simple": ("benchmarks.workers_runners", {"runner": "rq", "kind": "simple"}, "children"),
+    "django-tasks-db": (
+        "benchmarks.workers_runners",
+        {"runner": "djtasks", "kind": "db_worker"},
+        "children",
+    ),
+}
+
+
 def workloads(args: argparse.Namespace) -> dict[str, tuple[str, dict[str, Any], int]]:
     """name -> (module, run_row keyword arguments, concurrency)."""
-    return {
-        "dramatiq": ("benchmarks.workers_dramatiq", {"threads": args.threads}, args.threads),
-        "celery-threads": (
-            "benchmarks.workers_celery",
-            {"pool": "threads", "concurrency": args.threads},
-            args.threads,
-        ),
-        "celery-prefork": (
-            "benchmarks.workers_celery",
-            {"pool": "prefork", "concurrency": args.children},
-            args.children,
-        ),
-        "huey-threads": (
-            "benchmarks.workers_runners",
-            {"runner": "huey", "kind": "thread", "concurrency": args.threads},
-            args.threads,
-        ),
-        "huey-process": (
-            "benchmarks.workers_runners",
-            {"runner": "huey", "kind": "process", "concurrency": args.children},
-            args.children,
-        ),
-        "rq-fork": (
-            "benchmarks.workers_runners",
-            {"runner": "rq", "kind": "fork", "concurrency": args.children},
-            args.children,
-        ),
-        "rq-simple": (
-            "benchmarks.workers_runners",
-            {"runner": "rq", "kind": "simple", "concurrency": args.children},
-            args.children,
-        ),
-        "django-tasks-db": (
-            "benchmarks.workers_runners",
-            {"runner": "djtasks", "kind": "db_worker", "concurrency": args.children},
-            args.children,
-        ),
-    }
+    table = {}
+    for name, (module, extra, width) in WORKLOADS.items():
+        concurrency = args.threads if width == "threads" else args.children
+        # workers_dramatiq's run_row calls its concurrency "threads".
+        key = "threads" if module == "benchmarks.workers_dramatiq" else "concurrency"
+        table[name] = (module, {**extra, key: concurrency}, concurrency)
+    return table
 
 
 def load_run_row(module: str) -> tuple[Callable[..., dict[str, Any]] | None, str]:
@@ -133,7 +121,7 @@ def main() -> None:
         for name in chosen:
             module, extra, concurrency = table[name]
             run_row, reason = load_run_row(module)
-            for engine in ENGINES:
+            for engine in _workers.ENGINES:
                 row: dict[str, Any] = {
                     "workload": name,
                     "engine": engine,

@@ -32,6 +32,7 @@ import os
 import sys
 from typing import Any
 
+from benchmarks import _workers
 from integrations.celery.harness import WorkerConfig, client, run_load, send, start_worker
 from tests.support.pgserver import server_dsn
 from tests.support.redisserver import RedisServer
@@ -48,8 +49,7 @@ def run_row(
     work_ms: int = 50,
 ) -> dict[str, float]:
     """One Celery row: ``engine`` is "stock" or "real", ``pool`` "threads" or "prefork"."""
-    if engine not in ("stock", "real"):
-        raise ValueError(f"engine must be 'stock' or 'real', not {engine!r}")
+    _workers.check_engine(engine)
     if pool not in ("threads", "prefork"):
         raise ValueError(f"pool must be 'threads' or 'prefork', not {pool!r}")
     with RedisServer() as redis_server:

@@ -21,21 +21,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from benchmarks import _harness
+from benchmarks import _harness, _workers
 from integrations.dramatiq import harness
 from tests.support.pgserver import server_dsn
-
-KEYS = (
-    "tasks",
-    "seconds",
-    "throughput",
-    "ideal",
-    "ratio",
-    "peak_connections",
-    "errors",
-    "pool_timeouts",
-    "peak_concurrent_work",
-)
 
 
 def run_row(
@@ -53,8 +41,7 @@ def run_row(
     ``OPTIONS["pool"]``) or ``"real"`` (``django_pg_real_pool``), both with
     ``max_size`` connections and a 10 s pool timeout.
     """
-    if engine not in ("stock", "real"):
-        raise ValueError(f"engine is {engine!r}; use 'stock' or 'real'")
+    _workers.check_engine(engine)
     with harness.project(dsn, f"pgrp_bench_dramatiq_{engine}") as proj:
         worker = proj.worker(
             threads=threads, engine=engine, max_size=max_size, DQ_DB_CONNECTIONS_MIDDLEWARE="1"
@@ -67,7 +54,7 @@ def run_row(
             figures = harness.measure_load(proj, tasks=tasks, threads=threads, work_ms=work_ms)
         finally:
             worker.stop()
-    return {key: float(figures[key]) for key in KEYS}
+    return _workers.row(figures)
 
 
 def parse_args() -> argparse.Namespace:

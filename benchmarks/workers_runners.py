@@ -21,20 +21,9 @@ import argparse
 import contextlib
 from typing import Any
 
-from benchmarks import _harness
+from benchmarks import _harness, _workers
 from tests.support.pgserver import server_dsn
 
-KEYS = (
-    "tasks",
-    "seconds",
-    "throughput",
-    "ideal",
-    "ratio",
-    "peak_connections",
-    "errors",
-    "pool_timeouts",
-    "peak_concurrent_work",
-)
 RUNNERS = {"huey": ("thread", "process"), "rq": ("fork", "simple"), "djtasks": ("db_worker",)}
 
 
@@ -50,8 +39,7 @@ def run_row(
     work_ms: int = 50,
 ) -> dict[str, float]:
     """One run on the server of ``dsn`` (in a scratch database of its own)."""
-    if engine not in ("stock", "real"):
-        raise ValueError(f"engine is {engine!r}; use 'stock' or 'real'")
+    _workers.check_engine(engine)
     if kind not in RUNNERS.get(runner, ()):
         raise ValueError(f"runner/kind {runner}/{kind} unknown; known: {RUNNERS}")
     name = f"pgrp_bench_{runner}_{kind}_{engine}"
@@ -87,7 +75,7 @@ def run_row(
         # Django set up and the pools open in the workers: not part of the figures.
         harness.measure_load(proj, tasks=2 * concurrency, workers=concurrency, work_ms=0)
         figures = harness.measure_load(proj, tasks=tasks, workers=concurrency, work_ms=work_ms)
-    return {key: float(figures[key]) for key in KEYS}
+    return _workers.row(figures)
 
 
 def parse_args() -> argparse.Namespace:
