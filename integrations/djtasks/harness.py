@@ -9,13 +9,11 @@ database (``django_tasks_database_dbtaskresult``).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +22,7 @@ import psycopg
 from tests.support import taskprojects
 from tests.support.pgstat import wait_until
 from tests.support.processes import ManagedProcess
-from tests.support.taskprojects import scratch_database
+from tests.support.redisserver import RedisServer
 
 PROJECT_DIR = Path(__file__).resolve().parent
 #: ``application_name`` of the worker's sessions (``pgstat.sessions(admin, "tasks")``).
@@ -49,18 +47,17 @@ class Outcome:
         return f"Outcome({self.status}, value={self.value!r}, error={self.error})"
 
 
-class Project:
+class Project(taskprojects.TaskProject):
     """One database; workers started on demand."""
 
-    def __init__(self, dsn: str) -> None:
-        self.dsn = dsn
-        self.admin = psycopg.connect(dsn, autocommit=True)
+    project_dir = PROJECT_DIR
+    prefix = "TK"
+    settings_module = "tk_project.settings"
+    app_name = APP_NAME
 
-    def env(self, app_name: str = APP_NAME, **extra: Any) -> dict[str, str]:
-        """The worker's environment; ``extra``: :func:`taskprojects.worker_env`'s."""
-        return taskprojects.worker_env(
-            "TK", dsn=self.dsn, settings_module="tk_project.settings", app_name=app_name, **extra
-        )
+    def __init__(self, dsn: str, redis: RedisServer | None = None) -> None:
+        super().__init__(dsn, redis)
+        self.admin = psycopg.connect(dsn, autocommit=True)
 
     def worker(
         self, *, engine: str = "real", max_size: int = 4, leak_log: Path | None = None, **env: str
@@ -110,6 +107,9 @@ class Project:
             raise TimeoutError(f"tasks not finished in {timeout}s: {[states.get(i) for i in ids]}")
         return [states[i] for i in ids]
 
+    def run_load(self, tasks: int, work_ms: int) -> list[Outcome]:
+        return self.outcomes(self.enqueue(*[("load", [work_ms])] * tasks), timeout=300)
+
     def flush(self) -> None:
         self.admin.execute("DELETE FROM django_tasks_database_dbtaskresult")
 
@@ -117,27 +117,10 @@ class Project:
         self.admin.close()
 
 
-@contextlib.contextmanager
-def project(server_dsn: str, name: str) -> Iterator[Project]:
-    """A scratch database for one test module or run."""
-    with scratch_database(server_dsn, name, PROJECT_DIR, {}) as dsn:
-        proj = Project(dsn)
-        try:
-            yield proj
-        finally:
-            proj.close()
-
-
-def measure_load(proj: Project, *, tasks: int, workers: int, work_ms: int) -> dict[str, Any]:
-    """Enqueue ``tasks`` load tasks, then time the running worker(s) through them
-    (figures: :func:`tests.support.taskprojects.measure_load`)."""
-
-    def run() -> list[Outcome]:
-        return proj.outcomes(proj.enqueue(*[("load", [work_ms])] * tasks), timeout=300)
-
-    return taskprojects.measure_load(
-        proj.dsn, APP_NAME, run, tasks=tasks, workers=workers, work_ms=work_ms
-    )
+#: A scratch database for one test module or run.
+project = Project.open
+#: Figures of a load run on the running worker(s) (``workers``: how many).
+measure_load = taskprojects.measure_load
 
 
 def stop_gracefully(worker: ManagedProcess, timeout: float = 60.0) -> int:

@@ -8,10 +8,8 @@ reads what the actors stored in the Redis result backend.
 
 from __future__ import annotations
 
-import contextlib
 import signal
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +22,7 @@ from redis import Redis
 from tests.support import taskprojects
 from tests.support.processes import ManagedProcess
 from tests.support.redisserver import RedisServer
-from tests.support.taskprojects import LeakLog, Outcome, scratch_database
+from tests.support.taskprojects import LeakLog, Outcome
 
 PROJECT_DIR = Path(__file__).resolve().parent
 QUEUE = "default"
@@ -34,12 +32,18 @@ APP_NAME = "pgrp-dramatiq"
 READY = r"Worker process is ready for action"
 
 
-class Project:
+class Project(taskprojects.TaskProject):
     """One database and one Redis server; workers started on demand."""
 
-    def __init__(self, dsn: str, redis: RedisServer) -> None:
-        self.dsn = dsn
-        self.redis = redis
+    project_dir = PROJECT_DIR
+    prefix = "DQ"
+    settings_module = "dq_project.settings"
+    app_name = APP_NAME
+    redis_env = "DQ_REDIS_URL"
+
+    def __init__(self, dsn: str, redis: RedisServer | None) -> None:
+        super().__init__(dsn, redis)
+        assert redis is not None
         self.broker = RedisBroker(url=redis.url, middleware=[])
         # Declared so that flush_all() knows it (the actors live in the worker).
         self.broker.declare_queue(QUEUE)
@@ -71,17 +75,7 @@ class Project:
                 "30000",
                 *(["--use-gevent"] if gevent else []),
             ],
-            env=taskprojects.worker_env(
-                "DQ",
-                dsn=self.dsn,
-                settings_module="dq_project.settings",
-                app_name=APP_NAME,
-                engine=engine,
-                max_size=max_size,
-                leak_log=leak_log,
-                DQ_REDIS_URL=self.redis.url,
-                **env,
-            ),
+            env=self.env(engine=engine, max_size=max_size, leak_log=leak_log, **env),
             cwd=PROJECT_DIR,
             name=f"dramatiq-{engine}",
             ready=READY,
@@ -132,15 +126,8 @@ class Project:
         self.results.client.close()
 
 
-@contextlib.contextmanager
-def project(server_dsn: str, name: str) -> Iterator[Project]:
-    """A scratch database and a Redis server for one test module or run."""
-    with scratch_database(server_dsn, name, PROJECT_DIR, {}) as dsn, RedisServer() as redis:
-        proj = Project(dsn, redis)
-        try:
-            yield proj
-        finally:
-            proj.close()
+#: A scratch database and a Redis server for one test module or run.
+project = Project.open
 
 
 # -- load ----------------------------------------------------------------------------
@@ -168,7 +155,7 @@ def measure_load(
         return [proj.outcome(m, timeout=120) for m in messages]
 
     figures = taskprojects.measure_load(
-        proj.dsn, APP_NAME, run, tasks=tasks, workers=threads, work_ms=work_ms
+        proj, tasks=tasks, workers=threads, work_ms=work_ms, run=run
     )
     return {**figures, "messages": messages}
 

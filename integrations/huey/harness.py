@@ -9,11 +9,9 @@ the tasks stored in huey's result store.
 
 from __future__ import annotations
 
-import contextlib
 import signal
 import sys
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +22,7 @@ from huey.registry import Message
 from tests.support import taskprojects
 from tests.support.processes import ManagedProcess
 from tests.support.redisserver import RedisServer
-from tests.support.taskprojects import Outcome, scratch_database
+from tests.support.taskprojects import Outcome
 
 PROJECT_DIR = Path(__file__).resolve().parent
 #: ``application_name`` of the consumer's sessions (``pgstat.sessions(admin, "huey")``).
@@ -33,24 +31,19 @@ QUEUE_NAME = "pgrp-huey"
 READY = r"Huey consumer started with"
 
 
-class Project:
+class Project(taskprojects.TaskProject):
     """One database and one Redis server; consumers started on demand."""
 
-    def __init__(self, dsn: str, redis: RedisServer) -> None:
-        self.dsn = dsn
-        self.redis = redis
-        self.huey = RedisHuey(QUEUE_NAME, url=redis.url)
+    project_dir = PROJECT_DIR
+    prefix = "HQ"
+    settings_module = "hq_project.settings"
+    app_name = APP_NAME
+    redis_env = "HQ_REDIS_URL"
 
-    def env(self, **extra: Any) -> dict[str, str]:
-        """The consumer's environment; ``extra``: :func:`taskprojects.worker_env`'s."""
-        return taskprojects.worker_env(
-            "HQ",
-            dsn=self.dsn,
-            settings_module="hq_project.settings",
-            app_name=APP_NAME,
-            HQ_REDIS_URL=self.redis.url,
-            **extra,
-        )
+    def __init__(self, dsn: str, redis: RedisServer | None) -> None:
+        super().__init__(dsn, redis)
+        assert redis is not None
+        self.huey = RedisHuey(QUEUE_NAME, url=redis.url)
 
     def consumer(
         self,
@@ -92,6 +85,10 @@ class Project:
             return Outcome(error=str(exc))
         return Outcome(value)
 
+    def run_load(self, tasks: int, work_ms: int) -> list[Outcome]:
+        ids = [self.send("load", work_ms) for _ in range(tasks)]
+        return [self.outcome(task_id, timeout=120) for task_id in ids]
+
     def flush(self) -> None:
         self.huey.flush()
 
@@ -99,31 +96,10 @@ class Project:
         self.huey.storage.conn.close()
 
 
-@contextlib.contextmanager
-def project(server_dsn: str, name: str) -> Iterator[Project]:
-    """A scratch database and a Redis server for one test module or run."""
-    with (
-        RedisServer() as redis,
-        scratch_database(server_dsn, name, PROJECT_DIR, {"HQ_REDIS_URL": redis.url}) as dsn,
-    ):
-        proj = Project(dsn, redis)
-        try:
-            yield proj
-        finally:
-            proj.close()
-
-
-def measure_load(proj: Project, *, tasks: int, workers: int, work_ms: int) -> dict[str, Any]:
-    """Enqueue ``tasks`` load tasks to the running consumer; wait for all of them
-    (figures: :func:`tests.support.taskprojects.measure_load`)."""
-
-    def run() -> list[Outcome]:
-        ids = [proj.send("load", work_ms) for _ in range(tasks)]
-        return [proj.outcome(task_id, timeout=120) for task_id in ids]
-
-    return taskprojects.measure_load(
-        proj.dsn, APP_NAME, run, tasks=tasks, workers=workers, work_ms=work_ms
-    )
+#: A scratch database and a Redis server for one test module or run.
+project = Project.open
+#: Figures of a load run on the running consumer (``workers``: its worker count).
+measure_load = taskprojects.measure_load
 
 
 def stop_gracefully(consumer: ManagedProcess, timeout: float = 60.0) -> int:

@@ -9,11 +9,9 @@ results from Redis.
 
 from __future__ import annotations
 
-import contextlib
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +23,7 @@ from rq.results import Result
 from tests.support import taskprojects
 from tests.support.processes import ManagedProcess
 from tests.support.redisserver import RedisServer
-from tests.support.taskprojects import Outcome, scratch_database
+from tests.support.taskprojects import Outcome
 
 PROJECT_DIR = Path(__file__).resolve().parent
 #: ``application_name`` of the worker's sessions (``pgstat.sessions(admin, "rq")``).
@@ -35,25 +33,20 @@ FORKING = "django_pg_real_pool.rq.RealPoolWorker"
 SIMPLE = "django_pg_real_pool.rq.RealPoolSimpleWorker"
 
 
-class Project:
+class Project(taskprojects.TaskProject):
     """One database and one Redis server; workers started on demand."""
 
-    def __init__(self, dsn: str, redis: RedisServer) -> None:
-        self.dsn = dsn
-        self.redis = redis
+    project_dir = PROJECT_DIR
+    prefix = "RQP"
+    settings_module = "rq_project.settings"
+    app_name = APP_NAME
+    redis_env = "RQP_REDIS_URL"
+
+    def __init__(self, dsn: str, redis: RedisServer | None) -> None:
+        super().__init__(dsn, redis)
+        assert redis is not None
         self.client = Redis.from_url(redis.url)
         self.queue = Queue("default", connection=self.client)
-
-    def env(self, **extra: Any) -> dict[str, str]:
-        """The worker's environment; ``extra``: :func:`taskprojects.worker_env`'s."""
-        return taskprojects.worker_env(
-            "RQP",
-            dsn=self.dsn,
-            settings_module="rq_project.settings",
-            app_name=APP_NAME,
-            RQP_REDIS_URL=self.redis.url,
-            **extra,
-        )
 
     def worker(
         self,
@@ -93,6 +86,10 @@ class Project:
         lines = (result.exc_string or "?").strip().splitlines()
         return Outcome(error=lines[-1] if lines else "?")
 
+    def run_load(self, tasks: int, work_ms: int) -> list[Outcome]:
+        jobs = [self.send("load", work_ms) for _ in range(tasks)]
+        return [self.outcome(job, timeout=120) for job in jobs]
+
     def flush(self) -> None:
         self.queue.empty()
 
@@ -100,31 +97,10 @@ class Project:
         self.client.close()
 
 
-@contextlib.contextmanager
-def project(server_dsn: str, name: str) -> Iterator[Project]:
-    """A scratch database and a Redis server for one test module or run."""
-    with (
-        RedisServer() as redis,
-        scratch_database(server_dsn, name, PROJECT_DIR, {"RQP_REDIS_URL": redis.url}) as dsn,
-    ):
-        proj = Project(dsn, redis)
-        try:
-            yield proj
-        finally:
-            proj.close()
-
-
-def measure_load(proj: Project, *, tasks: int, workers: int, work_ms: int) -> dict[str, Any]:
-    """Enqueue ``tasks`` load jobs to the running worker(s); wait for all of them
-    (figures: :func:`tests.support.taskprojects.measure_load`)."""
-
-    def run() -> list[Outcome]:
-        jobs = [proj.send("load", work_ms) for _ in range(tasks)]
-        return [proj.outcome(job, timeout=120) for job in jobs]
-
-    return taskprojects.measure_load(
-        proj.dsn, APP_NAME, run, tasks=tasks, workers=workers, work_ms=work_ms
-    )
+#: A scratch database and a Redis server for one test module or run.
+project = Project.open
+#: Figures of a load run on the running worker(s) (``workers``: how many).
+measure_load = taskprojects.measure_load
 
 
 def stop_gracefully(worker: ManagedProcess, timeout: float = 60.0) -> int:

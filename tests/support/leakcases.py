@@ -4,7 +4,7 @@ The projects' task modules share the leak actors
 (``integrations/_common/actors.py``); their tests share this: the cases, the
 count of committed notes, what a clean probe on the leaking thread reports,
 and what the leak record must say. Each project's test module adds only how
-its queue sends a task and reads its outcome.
+its queue starts a worker, sends a task and reads its outcome.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ import psycopg
 from psycopg import sql
 
 from tests.support.pgstat import sessions, wait_until
+from tests.support.processes import ManagedProcess
+from tests.support.taskprojects import LeakLog
 
 #: The default ``search_path`` a clean session reports.
 DEFAULT_SEARCH_PATH = '"$user", public'
@@ -80,3 +82,25 @@ def assert_leak_record(
     )
     assert said in record["message"], record["message"]
     return record
+
+
+class LeakRun:
+    """A worker started for the leak cases, its leak log, and the thread its
+    tasks run on (the worker has one: each probe runs where the leak ran)."""
+
+    def __init__(self, project: Any, process: ManagedProcess, log: LeakLog) -> None:
+        #: The project's harness: ``send(name, *args)`` and ``outcome(handle)``.
+        self.project = project
+        self.process = process
+        self.log = log
+        self.thread: int | None = None
+
+    def probe(self) -> dict[str, Any]:
+        """What the ``probe`` task saw, on the same thread as every earlier one."""
+        outcome = self.project.outcome(self.project.send("probe"))
+        assert outcome.ok, outcome
+        seen: dict[str, Any] = outcome.value
+        if self.thread is None:
+            self.thread = seen["thread"]
+        assert seen["thread"] == self.thread, "the worker has one thread"
+        return seen

@@ -19,12 +19,13 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Self
 
 import psycopg
 
 from tests.support.pgserver import DSN_ENV
 from tests.support.processes import ManagedProcess
+from tests.support.redisserver import RedisServer
 
 
 @contextlib.contextmanager
@@ -181,17 +182,71 @@ def peak_overlap(intervals: list[tuple[float, float]]) -> int:
     return peak
 
 
+class TaskProject:
+    """A task-queue project's scratch database (and Redis server) as its
+    harness drives it; workers are started on demand by the subclass.
+
+    Subclasses name the project (the class attributes) and say how load
+    tasks are sent and awaited (:meth:`run_load`).
+    """
+
+    #: The project's directory (its ``manage.py``).
+    project_dir: ClassVar[Path]
+    #: Its settings' variable prefix (``integrations/_common/settings.py``).
+    prefix: ClassVar[str]
+    settings_module: ClassVar[str]
+    #: ``application_name`` of its workers' sessions.
+    app_name: ClassVar[str]
+    #: The variable its settings read the Redis URL from (``""``: no Redis).
+    redis_env: ClassVar[str] = ""
+
+    def __init__(self, dsn: str, redis: RedisServer | None) -> None:
+        self.dsn = dsn
+        self.redis = redis
+
+    @classmethod
+    @contextlib.contextmanager
+    def open(cls, server_dsn: str, name: str) -> Iterator[Self]:
+        """A scratch database ``name`` (and a Redis server) for one test module or run."""
+        with contextlib.ExitStack() as stack:
+            redis = stack.enter_context(RedisServer()) if cls.redis_env else None
+            env = {cls.redis_env: redis.url} if redis is not None else {}
+            dsn = stack.enter_context(scratch_database(server_dsn, name, cls.project_dir, env))
+            proj = cls(dsn, redis)
+            stack.callback(proj.close)
+            yield proj
+
+    def env(self, app_name: str = "", **extra: Any) -> dict[str, str]:
+        """A worker's (or ``manage.py`` command's) environment; ``extra``:
+        :func:`worker_env`'s keywords and more variables."""
+        if self.redis is not None:
+            extra[self.redis_env] = self.redis.url
+        return worker_env(
+            self.prefix,
+            dsn=self.dsn,
+            settings_module=self.settings_module,
+            app_name=app_name or self.app_name,
+            **extra,
+        )
+
+    def run_load(self, tasks: int, work_ms: int) -> Sequence[Any]:
+        """Send ``tasks`` load tasks to the running workers; their outcomes."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Close the clients this side opened."""
+
+
 def measure_load(
-    dsn: str,
-    app_name: str,
-    run: Callable[[], Sequence[Any]],
+    proj: TaskProject,
     *,
     tasks: int,
     workers: int,
     work_ms: int,
+    run: Callable[[], Sequence[Any]] | None = None,
 ) -> dict[str, Any]:
-    """Time ``run()`` (enqueue ``tasks`` load tasks, wait for their outcomes)
-    while sampling the server's sessions named ``app_name``.
+    """Time ``proj.run_load(tasks, work_ms)`` (or ``run()``) on the running
+    workers while sampling the server's sessions of ``proj.app_name``.
 
     Returns ``tasks``, ``seconds``, ``throughput``, ``ideal`` (``workers``
     busy ``work_ms`` each, back to back), ``ratio``, ``peak_connections``,
@@ -203,9 +258,9 @@ def measure_load(
     timeout).
     """
     ideal = workers / (work_ms / 1000) if work_ms else float("inf")
-    with SessionSampler(dsn, app_name) as sampler:
+    with SessionSampler(proj.dsn, proj.app_name) as sampler:
         start = time.monotonic()
-        outcomes = run()
+        outcomes = run() if run is not None else proj.run_load(tasks, work_ms)
         seconds = time.monotonic() - start
     done = [o.value for o in outcomes if o.ok]
     return {

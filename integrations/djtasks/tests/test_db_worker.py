@@ -23,11 +23,11 @@ from integrations.djtasks import harness
 from tests.support.leakcases import (
     LEAK_IDS,
     LEAKS,
+    LeakRun,
     assert_clean_probe,
     assert_leak_record,
     committed,
 )
-from tests.support.processes import ManagedProcess
 from tests.support.taskprojects import LeakLog
 
 pytestmark = pytest.mark.e2e
@@ -42,26 +42,19 @@ STATUS = {
 }
 
 
-class Running:
-    def __init__(self, project: harness.Project, process: ManagedProcess, log: LeakLog) -> None:
-        self.project = project
-        self.process = process
-        self.log = log
-
-
 @pytest.fixture(scope="module")
-def worker(tk: harness.Project) -> Iterator[Running]:
+def worker(tk: harness.Project) -> Iterator[LeakRun]:
     tk.flush()
     log = LeakLog("djtasks")
     process = tk.worker(leak_log=log.path)
     try:
-        yield Running(tk, process, log)
+        yield LeakRun(tk, process, log)
     finally:
         assert harness.stop_gracefully(process) == 0
         log.remove()
 
 
-def probe_clean(worker: Running, admin: psycopg.Connection[Any]) -> dict[str, Any]:
+def probe_clean(worker: LeakRun, admin: psycopg.Connection[Any]) -> dict[str, Any]:
     [outcome] = worker.project.outcomes(worker.project.enqueue(("probe", [])))
     assert outcome.ok, outcome
     seen: dict[str, Any] = outcome.value
@@ -71,7 +64,7 @@ def probe_clean(worker: Running, admin: psycopg.Connection[Any]) -> dict[str, An
 
 @pytest.mark.parametrize(("task", "problem", "raised"), LEAKS, ids=LEAK_IDS)
 def test_leak_is_repaired_and_reported(
-    worker: Running, admin: psycopg.Connection[Any], task: str, problem: str, raised: str | None
+    worker: LeakRun, admin: psycopg.Connection[Any], task: str, problem: str, raised: str | None
 ) -> None:
     status = STATUS[task]
     marker = f"{task}-{uuid.uuid4().hex[:8]}"
@@ -91,7 +84,7 @@ def test_leak_is_repaired_and_reported(
 
 
 def test_exception_inside_atomic_rolls_back_without_a_leak(
-    worker: Running, admin: psycopg.Connection[Any]
+    worker: LeakRun, admin: psycopg.Connection[Any]
 ) -> None:
     marker = f"atomic-{uuid.uuid4().hex[:8]}"
     [task_id] = worker.project.enqueue(("raise_in_atomic", [marker]))
@@ -103,7 +96,7 @@ def test_exception_inside_atomic_rolls_back_without_a_leak(
     assert worker.log.records_of(task_id) == []
 
 
-def test_load_on_a_pool_of_two(tk: harness.Project, worker: Running) -> None:
+def test_load_on_a_pool_of_two(tk: harness.Project, worker: LeakRun) -> None:
     figures = harness.measure_load(tk, tasks=20, workers=1, work_ms=20)
     assert figures["errors"] == 0, figures["outcomes"][:3]
     assert figures["peak_connections"] <= 4

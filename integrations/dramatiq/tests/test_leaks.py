@@ -18,44 +18,27 @@ import pytest
 
 from integrations.dramatiq import harness
 from tests.support import leakcases
-from tests.support.leakcases import LEAK_IDS, LEAKS, assert_clean_probe, assert_leak_record
+from tests.support.leakcases import (
+    LEAK_IDS,
+    LEAKS,
+    LeakRun,
+    assert_clean_probe,
+    assert_leak_record,
+)
 from tests.support.taskprojects import LeakLog
 
 pytestmark = pytest.mark.e2e
 
 
-class LeakWorker:
-    def __init__(self, project: harness.Project, process: Any, log: LeakLog) -> None:
-        self.project = project
-        self.process = process
-        self.log = log
-        self.thread: int | None = None
-
-    def records(self) -> list[dict[str, Any]]:
-        return self.log.records()
-
-    def records_of(self, message_id: str) -> list[dict[str, Any]]:
-        return self.log.records_of(message_id)
-
-    def probe(self) -> dict[str, Any]:
-        outcome = self.project.outcome(self.project.send("probe"))
-        assert outcome.ok, outcome
-        seen: dict[str, Any] = outcome.value
-        if self.thread is None:
-            self.thread = seen["thread"]
-        assert seen["thread"] == self.thread, "the worker has one thread"
-        return seen
-
-
 @pytest.fixture(scope="module")
-def worker(dq: harness.Project) -> Iterator[LeakWorker]:
+def worker(dq: harness.Project) -> Iterator[LeakRun]:
     dq.broker.flush_all()
     log = LeakLog("dramatiq")
     # A short pool timeout: TimeLimit cannot interrupt a thread blocked in
     # the pool's wait before that wait ends.
     process = dq.worker(threads=1, leak_log=log.path, DQ_POOL_TIMEOUT="2")
     try:
-        yield LeakWorker(dq, process, log)
+        yield LeakRun(dq, process, log)
     finally:
         process.stop()
         log.remove()
@@ -65,7 +48,7 @@ def committed(admin: psycopg.Connection[Any], marker: str) -> int:
     return leakcases.committed(admin, "dq_app", marker)
 
 
-def assert_clean(worker: LeakWorker, admin: psycopg.Connection[Any]) -> dict[str, Any]:
+def assert_clean(worker: LeakRun, admin: psycopg.Connection[Any]) -> dict[str, Any]:
     """The server, the pool and the next message on the same thread all agree."""
     seen = worker.probe()
     # dramatiq's probe sees more than the shared one: cursors, the pool.
@@ -80,7 +63,7 @@ def assert_clean(worker: LeakWorker, admin: psycopg.Connection[Any]) -> dict[str
 
 @pytest.mark.parametrize(("actor", "problem", "raised"), LEAKS, ids=LEAK_IDS)
 def test_leak_is_repaired_and_reported(
-    worker: LeakWorker, admin: psycopg.Connection[Any], actor: str, problem: str, raised: str | None
+    worker: LeakRun, admin: psycopg.Connection[Any], actor: str, problem: str, raised: str | None
 ) -> None:
     marker = f"{actor}-{uuid.uuid4().hex[:8]}"
     message = worker.project.send(actor, marker)
@@ -89,7 +72,7 @@ def test_leak_is_repaired_and_reported(
     assert outcome.error == raised, outcome
     assert committed(admin, marker) == 0
     assert_leak_record(
-        worker.records_of(message.message_id),
+        worker.log.records_of(message.message_id),
         task=actor,
         task_id=message.message_id,
         problem=problem,
@@ -100,21 +83,19 @@ def test_leak_is_repaired_and_reported(
 
 
 def test_exception_inside_atomic_rolls_back_without_a_leak(
-    worker: LeakWorker, admin: psycopg.Connection[Any]
+    worker: LeakRun, admin: psycopg.Connection[Any]
 ) -> None:
     marker = f"atomic-{uuid.uuid4().hex[:8]}"
     message = worker.project.send("raise_in_atomic", marker)
     assert_clean(worker, admin)
     assert worker.project.stored_outcome(message).error == "ValueError"
     assert committed(admin, marker) == 0
-    assert worker.records_of(message.message_id) == []
+    assert worker.log.records_of(message.message_id) == []
     # dramatiq's own error record names the actor.
     assert f"Failed to process message raise_in_atomic('{marker}')" in worker.process.output()
 
 
-def test_time_limit_inside_a_transaction(
-    worker: LeakWorker, admin: psycopg.Connection[Any]
-) -> None:
+def test_time_limit_inside_a_transaction(worker: LeakRun, admin: psycopg.Connection[Any]) -> None:
     marker = f"time-limit-{uuid.uuid4().hex[:8]}"
     message = worker.project.send("time_limit_in_transaction", marker)
     assert_clean(worker, admin)
@@ -122,7 +103,7 @@ def test_time_limit_inside_a_transaction(
     assert committed(admin, marker) == 0
     # Wherever TimeLimitExceeded landed, either Django's atomic() exit rolled
     # back (nothing to report) or the bracket repaired and reported it.
-    for record in worker.records_of(message.message_id):
+    for record in worker.log.records_of(message.message_id):
         assert record["task"] == "time_limit_in_transaction"
     assert f"Failed to process message time_limit_in_transaction('{marker}')" in (
         worker.process.output()
@@ -132,7 +113,7 @@ def test_time_limit_inside_a_transaction(
 
 
 def test_strict_mode_fails_the_leaking_message(
-    worker: LeakWorker, admin: psycopg.Connection[Any]
+    worker: LeakRun, admin: psycopg.Connection[Any]
 ) -> None:
     marker = f"strict-{uuid.uuid4().hex[:8]}"
     message = worker.project.send("leak_autocommit_off", marker, options={"real_pool_strict": True})
@@ -143,12 +124,12 @@ def test_strict_mode_fails_the_leaking_message(
     assert "autocommit left off" in outcome.text
     assert message.message_id in worker.project.dead_lettered()
     assert committed(admin, marker) == 0
-    [record] = worker.records_of(message.message_id)
+    [record] = worker.log.records_of(message.message_id)
     assert record["task"] == "leak_autocommit_off"
 
 
 def test_strict_mode_keeps_the_actors_own_exception(
-    worker: LeakWorker, admin: psycopg.Connection[Any]
+    worker: LeakRun, admin: psycopg.Connection[Any]
 ) -> None:
     marker = f"strict-raise-{uuid.uuid4().hex[:8]}"
     message = worker.project.send(
@@ -162,7 +143,7 @@ def test_strict_mode_keeps_the_actors_own_exception(
 
 
 def test_leak_on_a_consumer_thread_outside_any_message(
-    worker: LeakWorker, admin: psycopg.Connection[Any]
+    worker: LeakRun, admin: psycopg.Connection[Any]
 ) -> None:
     # A middleware leaks while the consumer thread re-enqueues a delayed
     # message (where django-dramatiq's AdminMiddleware writes too).
@@ -179,7 +160,7 @@ def test_leak_on_a_consumer_thread_outside_any_message(
     assert_clean(worker, admin)
     assert committed(admin, marker) == 0
     assert committed(admin, f"{marker}-ran") == 1
-    [record] = worker.records_of(message.message_id)
+    [record] = worker.log.records_of(message.message_id)
     assert record["task"] == "delayed_note"
     assert any("autocommit left off" in p for p in record["problems"]), record
 
@@ -187,7 +168,7 @@ def test_leak_on_a_consumer_thread_outside_any_message(
 # Last but one: without the engine's fix it loses a connection for the rest
 # of the worker's life.
 def test_time_limit_while_waiting_for_a_pooled_connection(
-    worker: LeakWorker, admin: psycopg.Connection[Any]
+    worker: LeakRun, admin: psycopg.Connection[Any]
 ) -> None:
     # psycopg_pool traps only Exception while a client waits: without care
     # the interrupted waiter keeps its place and swallows the next connection
@@ -197,12 +178,14 @@ def test_time_limit_while_waiting_for_a_pooled_connection(
     assert_clean(worker, admin)
     assert worker.project.stored_outcome(message).error == "TimeLimitExceeded"
     assert committed(admin, marker) == 0
-    assert worker.records_of(message.message_id) == []
+    assert worker.log.records_of(message.message_id) == []
 
 
-def test_every_record_was_expected(worker: LeakWorker) -> None:
+def test_every_record_was_expected(worker: LeakRun) -> None:
     # Nothing was reported "before the task started": every end-of-message
     # clean-up finished on its own.
-    phases = [r["message"] for r in worker.records() if "before the task started" in r["message"]]
+    phases = [
+        r["message"] for r in worker.log.records() if "before the task started" in r["message"]
+    ]
     assert phases == []
     assert "Unexpected failure" not in worker.process.output()

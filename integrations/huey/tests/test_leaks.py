@@ -20,53 +20,36 @@ from integrations.huey import harness
 from tests.support.leakcases import (
     LEAK_IDS,
     LEAKS,
+    LeakRun,
     assert_clean_probe,
     assert_leak_record,
     committed,
 )
-from tests.support.processes import ManagedProcess
 from tests.support.taskprojects import LeakLog
 
 pytestmark = pytest.mark.e2e
 
 
-class LeakConsumer:
-    def __init__(self, project: harness.Project, process: ManagedProcess, log: LeakLog) -> None:
-        self.project = project
-        self.process = process
-        self.log = log
-        self.thread: int | None = None
-
-    def probe(self) -> dict[str, Any]:
-        outcome = self.project.outcome(self.project.send("probe"))
-        assert outcome.ok, outcome
-        seen: dict[str, Any] = outcome.value
-        if self.thread is None:
-            self.thread = seen["thread"]
-        assert seen["thread"] == self.thread, "the consumer has one worker thread"
-        return seen
-
-
 @pytest.fixture(scope="module")
-def consumer(hq: harness.Project) -> Iterator[LeakConsumer]:
+def consumer(hq: harness.Project) -> Iterator[LeakRun]:
     hq.flush()
     log = LeakLog("huey")
     process = hq.consumer(workers=1, leak_log=log.path)
     try:
-        yield LeakConsumer(hq, process, log)
+        yield LeakRun(hq, process, log)
     finally:
         process.stop()
         log.remove()
 
 
-def assert_clean(consumer: LeakConsumer, admin: psycopg.Connection[Any]) -> None:
+def assert_clean(consumer: LeakRun, admin: psycopg.Connection[Any]) -> None:
     """The server, the pool and the next task on the same thread all agree."""
     assert_clean_probe(consumer.probe(), admin, "huey")
 
 
 @pytest.mark.parametrize(("task", "problem", "raised"), LEAKS, ids=LEAK_IDS)
 def test_leak_is_repaired_and_reported(
-    consumer: LeakConsumer,
+    consumer: LeakRun,
     admin: psycopg.Connection[Any],
     task: str,
     problem: str,
@@ -84,7 +67,7 @@ def test_leak_is_repaired_and_reported(
 
 
 def test_exception_inside_atomic_rolls_back_without_a_leak(
-    consumer: LeakConsumer, admin: psycopg.Connection[Any]
+    consumer: LeakRun, admin: psycopg.Connection[Any]
 ) -> None:
     marker = f"atomic-{uuid.uuid4().hex[:8]}"
     task_id = consumer.project.send("raise_in_atomic", marker)
@@ -94,7 +77,7 @@ def test_exception_inside_atomic_rolls_back_without_a_leak(
     assert consumer.log.records_of(task_id) == []
 
 
-def test_every_record_was_expected(consumer: LeakConsumer) -> None:
+def test_every_record_was_expected(consumer: LeakRun) -> None:
     # Nothing was reported "before the task started": every end-of-task
     # clean-up finished on its own.
     assert [r for r in consumer.log.records() if "before the task" in r["message"]] == []

@@ -17,30 +17,23 @@ from integrations.rq import harness
 from tests.support.leakcases import (
     LEAK_IDS,
     LEAKS,
+    LeakRun,
     assert_clean_probe,
     assert_leak_record,
     committed,
 )
-from tests.support.processes import ManagedProcess
 from tests.support.taskprojects import LeakLog
 
 pytestmark = pytest.mark.e2e
 
 
-class Running:
-    def __init__(self, project: harness.Project, process: ManagedProcess, log: LeakLog) -> None:
-        self.project = project
-        self.process = process
-        self.log = log
-
-
 @pytest.fixture(scope="module")
-def simple(rqp: harness.Project) -> Iterator[Running]:
+def simple(rqp: harness.Project) -> Iterator[LeakRun]:
     rqp.flush()
     log = LeakLog("rq-simple")
     process = rqp.worker(worker_class=harness.SIMPLE, leak_log=log.path)
     try:
-        yield Running(rqp, process, log)
+        yield LeakRun(rqp, process, log)
     finally:
         process.stop()
         log.remove()
@@ -56,7 +49,7 @@ def assert_clean(project: harness.Project, admin: psycopg.Connection[Any]) -> di
 
 
 def check_leak(
-    running: Running, admin: psycopg.Connection[Any], job_name: str, problem: str, raised: Any
+    running: LeakRun, admin: psycopg.Connection[Any], job_name: str, problem: str, raised: Any
 ) -> None:
     marker = f"{job_name}-{uuid.uuid4().hex[:8]}"
     job = running.project.send(job_name, marker)
@@ -75,12 +68,12 @@ def check_leak(
 
 @pytest.mark.parametrize(("job_name", "problem", "raised"), LEAKS, ids=LEAK_IDS)
 def test_simple_worker_repairs_and_reports(
-    simple: Running, admin: psycopg.Connection[Any], job_name: str, problem: str, raised: Any
+    simple: LeakRun, admin: psycopg.Connection[Any], job_name: str, problem: str, raised: Any
 ) -> None:
     check_leak(simple, admin, job_name, problem, raised)
 
 
-def test_simple_worker_keeps_one_thread(simple: Running, admin: psycopg.Connection[Any]) -> None:
+def test_simple_worker_keeps_one_thread(simple: LeakRun, admin: psycopg.Connection[Any]) -> None:
     threads = {assert_clean(simple.project, admin)["thread"] for _ in range(3)}
     assert len(threads) == 1
     assert [r for r in simple.log.records() if "before the task" in r["message"]] == []
