@@ -9,6 +9,9 @@ its queue starts a worker, sends a task and reads its outcome.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -104,3 +107,21 @@ class LeakRun:
             self.thread = seen["thread"]
         assert seen["thread"] == self.thread, "the worker has one thread"
         return seen
+
+
+@contextlib.contextmanager
+def leak_run(
+    project: Any,
+    name: str,
+    start: Callable[[Path], ManagedProcess],
+    stop: Callable[[ManagedProcess], object] = ManagedProcess.stop,
+) -> Iterator[LeakRun]:
+    """A worker started by ``start(leak_log_path)`` for the leak cases of
+    ``project``; ``stop(process)`` and the log removed at exit."""
+    log = LeakLog(name)
+    process = start(log.path)
+    try:
+        yield LeakRun(project, process, log)
+    finally:
+        stop(process)
+        log.remove()

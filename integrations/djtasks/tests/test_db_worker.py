@@ -20,15 +20,8 @@ import psycopg
 import pytest
 
 from integrations.djtasks import harness
-from tests.support.leakcases import (
-    LEAK_IDS,
-    LEAKS,
-    LeakRun,
-    assert_clean_probe,
-    assert_leak_record,
-    committed,
-)
-from tests.support.taskprojects import LeakLog
+from tests.support import leakcases
+from tests.support.processes import ManagedProcess
 
 pytestmark = pytest.mark.e2e
 
@@ -43,28 +36,31 @@ STATUS = {
 
 
 @pytest.fixture(scope="module")
-def worker(tk: harness.Project) -> Iterator[LeakRun]:
+def worker(tk: harness.Project) -> Iterator[leakcases.LeakRun]:
     tk.flush()
-    log = LeakLog("djtasks")
-    process = tk.worker(leak_log=log.path)
-    try:
-        yield LeakRun(tk, process, log)
-    finally:
+
+    def stop(process: ManagedProcess) -> None:
         assert harness.stop_gracefully(process) == 0
-        log.remove()
+
+    with leakcases.leak_run(tk, "djtasks", lambda log: tk.worker(leak_log=log), stop) as run:
+        yield run
 
 
-def probe_clean(worker: LeakRun, admin: psycopg.Connection[Any]) -> dict[str, Any]:
+def probe_clean(worker: leakcases.LeakRun, admin: psycopg.Connection[Any]) -> dict[str, Any]:
     [outcome] = worker.project.outcomes(worker.project.enqueue(("probe", [])))
     assert outcome.ok, outcome
     seen: dict[str, Any] = outcome.value
-    assert_clean_probe(seen, admin, "tasks")
+    leakcases.assert_clean_probe(seen, admin, "tasks")
     return seen
 
 
-@pytest.mark.parametrize(("task", "problem", "raised"), LEAKS, ids=LEAK_IDS)
+@pytest.mark.parametrize(("task", "problem", "raised"), leakcases.LEAKS, ids=leakcases.LEAK_IDS)
 def test_leak_is_repaired_and_reported(
-    worker: LeakRun, admin: psycopg.Connection[Any], task: str, problem: str, raised: str | None
+    worker: leakcases.LeakRun,
+    admin: psycopg.Connection[Any],
+    task: str,
+    problem: str,
+    raised: str | None,
 ) -> None:
     status = STATUS[task]
     marker = f"{task}-{uuid.uuid4().hex[:8]}"
@@ -73,8 +69,8 @@ def test_leak_is_repaired_and_reported(
     probe_clean(worker, admin)
     [outcome] = worker.project.outcomes([task_id], until=(status,))
     assert outcome.status == status
-    assert committed(admin, "tk_app", marker) == 0
-    assert_leak_record(
+    assert leakcases.committed(admin, "tk_app", marker) == 0
+    leakcases.assert_leak_record(
         worker.log.records_of(task_id),
         task=f"tk_app.tasks.{task}",
         task_id=task_id,
@@ -84,7 +80,7 @@ def test_leak_is_repaired_and_reported(
 
 
 def test_exception_inside_atomic_rolls_back_without_a_leak(
-    worker: LeakRun, admin: psycopg.Connection[Any]
+    worker: leakcases.LeakRun, admin: psycopg.Connection[Any]
 ) -> None:
     marker = f"atomic-{uuid.uuid4().hex[:8]}"
     [task_id] = worker.project.enqueue(("raise_in_atomic", [marker]))
@@ -92,11 +88,11 @@ def test_exception_inside_atomic_rolls_back_without_a_leak(
     assert outcome.status == "FAILED"
     assert outcome.error == "builtins.ValueError"
     probe_clean(worker, admin)
-    assert committed(admin, "tk_app", marker) == 0
+    assert leakcases.committed(admin, "tk_app", marker) == 0
     assert worker.log.records_of(task_id) == []
 
 
-def test_load_on_a_pool_of_two(tk: harness.Project, worker: LeakRun) -> None:
+def test_load_on_a_pool_of_two(tk: harness.Project, worker: leakcases.LeakRun) -> None:
     figures = harness.measure_load(tk, tasks=20, workers=1, work_ms=20)
     assert figures["errors"] == 0, figures["outcomes"][:3]
     assert figures["peak_connections"] <= 4

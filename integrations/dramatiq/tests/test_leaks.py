@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -18,37 +19,29 @@ import pytest
 
 from integrations.dramatiq import harness
 from tests.support import leakcases
-from tests.support.leakcases import (
-    LEAK_IDS,
-    LEAKS,
-    LeakRun,
-    assert_clean_probe,
-    assert_leak_record,
-)
-from tests.support.taskprojects import LeakLog
+from tests.support.processes import ManagedProcess
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def worker(dq: harness.Project) -> Iterator[LeakRun]:
+def worker(dq: harness.Project) -> Iterator[leakcases.LeakRun]:
     dq.broker.flush_all()
-    log = LeakLog("dramatiq")
+
     # A short pool timeout: TimeLimit cannot interrupt a thread blocked in
     # the pool's wait before that wait ends.
-    process = dq.worker(threads=1, leak_log=log.path, DQ_POOL_TIMEOUT="2")
-    try:
-        yield LeakRun(dq, process, log)
-    finally:
-        process.stop()
-        log.remove()
+    def start(log: Path) -> ManagedProcess:
+        return dq.worker(threads=1, leak_log=log, DQ_POOL_TIMEOUT="2")
+
+    with leakcases.leak_run(dq, "dramatiq", start) as run:
+        yield run
 
 
 def committed(admin: psycopg.Connection[Any], marker: str) -> int:
     return leakcases.committed(admin, "dq_app", marker)
 
 
-def assert_clean(worker: LeakRun, admin: psycopg.Connection[Any]) -> dict[str, Any]:
+def assert_clean(worker: leakcases.LeakRun, admin: psycopg.Connection[Any]) -> dict[str, Any]:
     """The server, the pool and the next message on the same thread all agree."""
     seen = worker.probe()
     # dramatiq's probe sees more than the shared one: cursors, the pool.
@@ -57,13 +50,17 @@ def assert_clean(worker: LeakRun, admin: psycopg.Connection[Any]) -> dict[str, A
     assert seen["out_of_pool"] == 0, seen["pool"]
     assert seen["pool"]["requests_waiting"] == 0
     # AdminMiddleware may be writing the probe's status right now.
-    assert_clean_probe(seen, admin, "dramatiq")
+    leakcases.assert_clean_probe(seen, admin, "dramatiq")
     return seen
 
 
-@pytest.mark.parametrize(("actor", "problem", "raised"), LEAKS, ids=LEAK_IDS)
+@pytest.mark.parametrize(("actor", "problem", "raised"), leakcases.LEAKS, ids=leakcases.LEAK_IDS)
 def test_leak_is_repaired_and_reported(
-    worker: LeakRun, admin: psycopg.Connection[Any], actor: str, problem: str, raised: str | None
+    worker: leakcases.LeakRun,
+    admin: psycopg.Connection[Any],
+    actor: str,
+    problem: str,
+    raised: str | None,
 ) -> None:
     marker = f"{actor}-{uuid.uuid4().hex[:8]}"
     message = worker.project.send(actor, marker)
@@ -71,7 +68,7 @@ def test_leak_is_repaired_and_reported(
     outcome = worker.project.stored_outcome(message)
     assert outcome.error == raised, outcome
     assert committed(admin, marker) == 0
-    assert_leak_record(
+    leakcases.assert_leak_record(
         worker.log.records_of(message.message_id),
         task=actor,
         task_id=message.message_id,
@@ -83,7 +80,7 @@ def test_leak_is_repaired_and_reported(
 
 
 def test_exception_inside_atomic_rolls_back_without_a_leak(
-    worker: LeakRun, admin: psycopg.Connection[Any]
+    worker: leakcases.LeakRun, admin: psycopg.Connection[Any]
 ) -> None:
     marker = f"atomic-{uuid.uuid4().hex[:8]}"
     message = worker.project.send("raise_in_atomic", marker)
@@ -95,7 +92,9 @@ def test_exception_inside_atomic_rolls_back_without_a_leak(
     assert f"Failed to process message raise_in_atomic('{marker}')" in worker.process.output()
 
 
-def test_time_limit_inside_a_transaction(worker: LeakRun, admin: psycopg.Connection[Any]) -> None:
+def test_time_limit_inside_a_transaction(
+    worker: leakcases.LeakRun, admin: psycopg.Connection[Any]
+) -> None:
     marker = f"time-limit-{uuid.uuid4().hex[:8]}"
     message = worker.project.send("time_limit_in_transaction", marker)
     assert_clean(worker, admin)
@@ -113,7 +112,7 @@ def test_time_limit_inside_a_transaction(worker: LeakRun, admin: psycopg.Connect
 
 
 def test_strict_mode_fails_the_leaking_message(
-    worker: LeakRun, admin: psycopg.Connection[Any]
+    worker: leakcases.LeakRun, admin: psycopg.Connection[Any]
 ) -> None:
     marker = f"strict-{uuid.uuid4().hex[:8]}"
     message = worker.project.send("leak_autocommit_off", marker, options={"real_pool_strict": True})
@@ -129,7 +128,7 @@ def test_strict_mode_fails_the_leaking_message(
 
 
 def test_strict_mode_keeps_the_actors_own_exception(
-    worker: LeakRun, admin: psycopg.Connection[Any]
+    worker: leakcases.LeakRun, admin: psycopg.Connection[Any]
 ) -> None:
     marker = f"strict-raise-{uuid.uuid4().hex[:8]}"
     message = worker.project.send(
@@ -143,7 +142,7 @@ def test_strict_mode_keeps_the_actors_own_exception(
 
 
 def test_leak_on_a_consumer_thread_outside_any_message(
-    worker: LeakRun, admin: psycopg.Connection[Any]
+    worker: leakcases.LeakRun, admin: psycopg.Connection[Any]
 ) -> None:
     # A middleware leaks while the consumer thread re-enqueues a delayed
     # message (where django-dramatiq's AdminMiddleware writes too).
@@ -168,7 +167,7 @@ def test_leak_on_a_consumer_thread_outside_any_message(
 # Last but one: without the engine's fix it loses a connection for the rest
 # of the worker's life.
 def test_time_limit_while_waiting_for_a_pooled_connection(
-    worker: LeakRun, admin: psycopg.Connection[Any]
+    worker: leakcases.LeakRun, admin: psycopg.Connection[Any]
 ) -> None:
     # psycopg_pool traps only Exception while a client waits: without care
     # the interrupted waiter keeps its place and swallows the next connection
@@ -181,7 +180,7 @@ def test_time_limit_while_waiting_for_a_pooled_connection(
     assert worker.log.records_of(message.message_id) == []
 
 
-def test_every_record_was_expected(worker: LeakRun) -> None:
+def test_every_record_was_expected(worker: leakcases.LeakRun) -> None:
     # Nothing was reported "before the task started": every end-of-message
     # clean-up finished on its own.
     phases = [

@@ -2,7 +2,7 @@
 
 A consumer with ONE thread worker runs every case, so each probe runs on the
 very thread the leaking task used. After each case: the write is not
-committed, no session is left inside a transaction, no wrapper holds a
+leakcases.committed, no session is left inside a transaction, no wrapper holds a
 connection, the leak record names the task and its id, and the next task
 sees a clean session.
 """
@@ -17,39 +17,26 @@ import psycopg
 import pytest
 
 from integrations.huey import harness
-from tests.support.leakcases import (
-    LEAK_IDS,
-    LEAKS,
-    LeakRun,
-    assert_clean_probe,
-    assert_leak_record,
-    committed,
-)
-from tests.support.taskprojects import LeakLog
+from tests.support import leakcases
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def consumer(hq: harness.Project) -> Iterator[LeakRun]:
+def consumer(hq: harness.Project) -> Iterator[leakcases.LeakRun]:
     hq.flush()
-    log = LeakLog("huey")
-    process = hq.consumer(workers=1, leak_log=log.path)
-    try:
-        yield LeakRun(hq, process, log)
-    finally:
-        process.stop()
-        log.remove()
+    with leakcases.leak_run(hq, "huey", lambda log: hq.consumer(workers=1, leak_log=log)) as run:
+        yield run
 
 
-def assert_clean(consumer: LeakRun, admin: psycopg.Connection[Any]) -> None:
+def assert_clean(consumer: leakcases.LeakRun, admin: psycopg.Connection[Any]) -> None:
     """The server, the pool and the next task on the same thread all agree."""
-    assert_clean_probe(consumer.probe(), admin, "huey")
+    leakcases.assert_clean_probe(consumer.probe(), admin, "huey")
 
 
-@pytest.mark.parametrize(("task", "problem", "raised"), LEAKS, ids=LEAK_IDS)
+@pytest.mark.parametrize(("task", "problem", "raised"), leakcases.LEAKS, ids=leakcases.LEAK_IDS)
 def test_leak_is_repaired_and_reported(
-    consumer: LeakRun,
+    consumer: leakcases.LeakRun,
     admin: psycopg.Connection[Any],
     task: str,
     problem: str,
@@ -60,24 +47,24 @@ def test_leak_is_repaired_and_reported(
     outcome = consumer.project.outcome(task_id)
     assert (outcome.error or "").startswith(raised or "<none>") or (raised is None and outcome.ok)
     assert_clean(consumer, admin)
-    assert committed(admin, "hq_app", marker) == 0
-    assert_leak_record(
+    assert leakcases.committed(admin, "hq_app", marker) == 0
+    leakcases.assert_leak_record(
         consumer.log.records_of(task_id), task=task, task_id=task_id, problem=problem
     )
 
 
 def test_exception_inside_atomic_rolls_back_without_a_leak(
-    consumer: LeakRun, admin: psycopg.Connection[Any]
+    consumer: leakcases.LeakRun, admin: psycopg.Connection[Any]
 ) -> None:
     marker = f"atomic-{uuid.uuid4().hex[:8]}"
     task_id = consumer.project.send("raise_in_atomic", marker)
     assert (consumer.project.outcome(task_id).error or "").startswith("ValueError")
     assert_clean(consumer, admin)
-    assert committed(admin, "hq_app", marker) == 0
+    assert leakcases.committed(admin, "hq_app", marker) == 0
     assert consumer.log.records_of(task_id) == []
 
 
-def test_every_record_was_expected(consumer: LeakRun) -> None:
+def test_every_record_was_expected(consumer: leakcases.LeakRun) -> None:
     # Nothing was reported "before the task started": every end-of-task
     # clean-up finished on its own.
     assert [r for r in consumer.log.records() if "before the task" in r["message"]] == []

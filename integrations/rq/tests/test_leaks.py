@@ -8,35 +8,28 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 
 from integrations.rq import harness
-from tests.support.leakcases import (
-    LEAK_IDS,
-    LEAKS,
-    LeakRun,
-    assert_clean_probe,
-    assert_leak_record,
-    committed,
-)
-from tests.support.taskprojects import LeakLog
+from tests.support import leakcases
+from tests.support.processes import ManagedProcess
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def simple(rqp: harness.Project) -> Iterator[LeakRun]:
+def simple(rqp: harness.Project) -> Iterator[leakcases.LeakRun]:
     rqp.flush()
-    log = LeakLog("rq-simple")
-    process = rqp.worker(worker_class=harness.SIMPLE, leak_log=log.path)
-    try:
-        yield LeakRun(rqp, process, log)
-    finally:
-        process.stop()
-        log.remove()
+
+    def start(log: Path) -> ManagedProcess:
+        return rqp.worker(worker_class=harness.SIMPLE, leak_log=log)
+
+    with leakcases.leak_run(rqp, "rq-simple", start) as run:
+        yield run
 
 
 def assert_clean(project: harness.Project, admin: psycopg.Connection[Any]) -> dict[str, Any]:
@@ -44,20 +37,24 @@ def assert_clean(project: harness.Project, admin: psycopg.Connection[Any]) -> di
     outcome = project.outcome(project.send("probe"))
     assert outcome.ok, outcome
     seen: dict[str, Any] = outcome.value
-    assert_clean_probe(seen, admin, "rq")
+    leakcases.assert_clean_probe(seen, admin, "rq")
     return seen
 
 
 def check_leak(
-    running: LeakRun, admin: psycopg.Connection[Any], job_name: str, problem: str, raised: Any
+    running: leakcases.LeakRun,
+    admin: psycopg.Connection[Any],
+    job_name: str,
+    problem: str,
+    raised: Any,
 ) -> None:
     marker = f"{job_name}-{uuid.uuid4().hex[:8]}"
     job = running.project.send(job_name, marker)
     outcome = running.project.outcome(job)
     assert (outcome.error or "").startswith(raised or "<none>") or (raised is None and outcome.ok)
     assert_clean(running.project, admin)
-    assert committed(admin, "rq_app", marker) == 0
-    assert_leak_record(
+    assert leakcases.committed(admin, "rq_app", marker) == 0
+    leakcases.assert_leak_record(
         running.log.records_of(job.id),
         task=f"rq_app.jobs.{job_name}",
         task_id=job.id,
@@ -66,14 +63,20 @@ def check_leak(
     )
 
 
-@pytest.mark.parametrize(("job_name", "problem", "raised"), LEAKS, ids=LEAK_IDS)
+@pytest.mark.parametrize(("job_name", "problem", "raised"), leakcases.LEAKS, ids=leakcases.LEAK_IDS)
 def test_simple_worker_repairs_and_reports(
-    simple: LeakRun, admin: psycopg.Connection[Any], job_name: str, problem: str, raised: Any
+    simple: leakcases.LeakRun,
+    admin: psycopg.Connection[Any],
+    job_name: str,
+    problem: str,
+    raised: Any,
 ) -> None:
     check_leak(simple, admin, job_name, problem, raised)
 
 
-def test_simple_worker_keeps_one_thread(simple: LeakRun, admin: psycopg.Connection[Any]) -> None:
+def test_simple_worker_keeps_one_thread(
+    simple: leakcases.LeakRun, admin: psycopg.Connection[Any]
+) -> None:
     threads = {assert_clean(simple.project, admin)["thread"] for _ in range(3)}
     assert len(threads) == 1
     assert [r for r in simple.log.records() if "before the task" in r["message"]] == []
