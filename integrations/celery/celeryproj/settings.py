@@ -1,5 +1,8 @@
 """Settings of the Celery example project, all from the environment.
 
+The database and pool come from :mod:`integrations._common.settings` (prefix
+``PGRP_CELERY``, pool size in ``PGRP_CELERY_MAX_SIZE``, timeout 10 s):
+
 - ``DJANGO_PG_REAL_POOL_TEST_DSN``: the PostgreSQL server (libpq DSN).
 - ``PGRP_CELERY_BROKER_URL``: the Redis broker (also the result backend).
 - ``PGRP_CELERY_ENGINE``: ``real`` (django_pg_real_pool, default) or ``stock``
@@ -13,41 +16,15 @@
 
 import os
 
-import psycopg
-from django.core.exceptions import ImproperlyConfigured
-
-_dsn_text = os.environ.get("DJANGO_PG_REAL_POOL_TEST_DSN")
-if not _dsn_text:
-    raise ImproperlyConfigured(
-        "Set DJANGO_PG_REAL_POOL_TEST_DSN to the server's libpq DSN, e.g. "
-        "'host=127.0.0.1 port=5432 user=postgres dbname=celery_demo'."
-    )
-_dsn = psycopg.conninfo.conninfo_to_dict(_dsn_text)
-_engine = os.environ.get("PGRP_CELERY_ENGINE", "real")
-_pool = {"min_size": 1, "max_size": int(os.environ.get("PGRP_CELERY_MAX_SIZE", "4")), "timeout": 10}
+from integrations._common import settings as common
+from integrations._common.settings import DEFAULT_AUTO_FIELD, TIME_ZONE, USE_TZ  # noqa: F401
 
 SECRET_KEY = "celery-example-only"
 DEBUG = False
-USE_TZ = True
-TIME_ZONE = "UTC"
 INSTALLED_APPS = ["celeryjobs"]
-DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
-
-DATABASES = {
-    "default": {
-        "ENGINE": "django_pg_real_pool" if _engine == "real" else "django.db.backends.postgresql",
-        "NAME": _dsn.get("dbname", "postgres"),
-        "USER": _dsn.get("user", ""),
-        "PASSWORD": _dsn.get("password", ""),
-        "HOST": _dsn.get("host", ""),
-        "PORT": str(_dsn.get("port", "")),
-        "CONN_MAX_AGE": 0,
-        "OPTIONS": {
-            "application_name": os.environ.get("PGRP_CELERY_APP_NAME", "pgrp-celery"),
-            "pool": _pool,
-        },
-    }
-}
+DATABASES = common.databases(
+    "PGRP_CELERY", app_name="pgrp-celery", max_size_env="PGRP_CELERY_MAX_SIZE"
+)
 
 REAL_POOL_STRICT = os.environ.get("PGRP_CELERY_STRICT") == "1"
 
