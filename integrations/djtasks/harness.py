@@ -10,9 +10,7 @@ database (``django_tasks_database_dbtaskresult``).
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -73,14 +71,11 @@ class Project(taskprojects.TaskProject):
 
     def enqueue(self, *calls: tuple[str, list[Any]]) -> list[str]:
         """Enqueue ``tk_app.tasks.<name>(*args)`` for each call; their ids."""
-        done = subprocess.run(
-            [sys.executable, "manage.py", "enqueue_tasks", json.dumps([list(c) for c in calls])],
-            cwd=PROJECT_DIR,
-            env={**os.environ, **self.env("pgrp-tasks-enqueue")},
-            capture_output=True,
-            text=True,
+        done = self.manage(
+            "enqueue_tasks",
+            json.dumps([list(c) for c in calls]),
             check=True,
-            timeout=120,
+            app_name="pgrp-tasks-enqueue",
         )
         ids: list[str] = json.loads(done.stdout.strip().splitlines()[-1])
         return ids

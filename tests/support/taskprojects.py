@@ -229,6 +229,21 @@ class TaskProject:
             **extra,
         )
 
+    def manage(
+        self, *args: str, check: bool = False, app_name: str = "", **env: Any
+    ) -> subprocess.CompletedProcess[str]:
+        """``manage.py *args`` in the project with :meth:`env` (``env``: more of
+        it); its output captured as text. ``check``: raise if it fails."""
+        return subprocess.run(
+            [sys.executable, "manage.py", *args],
+            cwd=self.project_dir,
+            env={**os.environ, **self.env(app_name, **env)},
+            capture_output=True,
+            text=True,
+            timeout=180,
+            check=check,
+        )
+
     def run_load(self, tasks: int, work_ms: int) -> Sequence[Any]:
         """Send ``tasks`` load tasks to the running workers; their outcomes."""
         raise NotImplementedError

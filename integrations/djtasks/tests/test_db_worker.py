@@ -9,9 +9,6 @@ record still names the task, and the worker goes on cleanly.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -101,17 +98,6 @@ def test_load_on_a_pool_of_two(tk: harness.Project, worker: leakcases.LeakRun) -
 
 
 def test_check_warns_when_the_hookup_is_missing(tk: harness.Project) -> None:
-    def check(**env: str) -> str:
-        return subprocess.run(
-            [sys.executable, "manage.py", "check"],
-            cwd=harness.PROJECT_DIR,
-            env={**os.environ, **tk.env(**env)},
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        ).stderr
-
-    missing = check(TK_HOOKED="0")
+    missing = tk.manage("check", TK_HOOKED="0").stderr
     assert "django_pg_real_pool.W501" in missing, missing
-    assert "W501" not in check()
+    assert "W501" not in tk.manage("check").stderr

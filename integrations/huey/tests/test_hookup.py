@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 
 import pytest
 from huey import MemoryHuey
@@ -14,15 +12,7 @@ from integrations.huey import harness
 
 
 def run_check(hq: harness.Project, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "ERROR"],
-        cwd=harness.PROJECT_DIR,
-        env={**os.environ, **hq.env(**env)},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return hq.manage("check", "--deploy", "--fail-level", "ERROR", **env)
 
 
 @pytest.mark.e2e

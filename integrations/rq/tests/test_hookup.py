@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 
 import pytest
 
@@ -14,15 +12,7 @@ pytestmark = pytest.mark.e2e
 
 
 def run_check(rqp: harness.Project, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "manage.py", "check", "--fail-level", "ERROR"],
-        cwd=harness.PROJECT_DIR,
-        env={**os.environ, **rqp.env(**env)},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return rqp.manage("check", "--fail-level", "ERROR", **env)
 
 
 def test_check_warns_about_a_worker_class_without_the_bracket(rqp: harness.Project) -> None:
