@@ -61,7 +61,8 @@ class _GiveBackParkedFirst:
 
     def _destroy_test_db(self, test_database_name: str, verbosity: int) -> None:
         for entry in _registry.entries():
-            entry.adapter.lane.drain()
+            if entry.engine == ENGINE:
+                entry.adapter.lane.drain()
         super()._destroy_test_db(test_database_name, verbosity)  # type: ignore[misc]
 
 
