@@ -55,6 +55,8 @@ class NativePoolMixin(LeaseMixin):
         return pool
 
     def _lease_entry(self) -> _registry.Entry:
+        # get() first: Django reads `pool` often, and a found pool needs no
+        # bound method for its creation.
         return _registry.get(self.alias) or _registry.get_or_create(
             self.alias, self._lease_create_pool
         )
@@ -107,8 +109,8 @@ class _Configure:
 
     That wrapper holds the pool's adapter, which holds the pool: holding the
     wrapper from the pool would close a reference cycle, which only the garbage
-    collector frees. Closing the pool (``_registry``) cuts this link, so a closed pool is freed
-    as soon as the last wrapper lets go of it.
+    collector frees. Closing the pool (``_registry.Entry.close``) cuts this
+    link, so a closed pool is freed as soon as the last wrapper lets go of it.
     """
 
     __slots__ = ("wrapper",)
