@@ -82,3 +82,26 @@ def test_close_pools_lets_the_wrapper_that_created_a_pool_go(engine: str) -> Non
     # Django's own wrappers are reference cycles before Django 6.0.
     gc.collect()
     assert gone() is None
+
+
+def test_dj_close_pool_disposes_a_pool_no_borrow_paired_yet(
+    admin: psycopg.Connection[Any],
+) -> None:
+    """django-db-connection-pool makes a pool at its own first checkout; a
+    close_pool() before any borrow of this engine still ends its sessions."""
+    from dj_db_conn_pool.core import pool_container
+
+    engine = "django_pg_real_pool.dj_db_conn_pool"
+    alias = _alias(engine, "unpaired")
+    wrapper = _wrapper(engine, alias)
+    try:
+        # Its own factory (as its test-database set-up checks out connections).
+        wrapper.get_new_connection(wrapper.get_connection_params()).close()
+        assert pool_container.has(alias)
+        assert len(sessions(admin, alias)) == 1
+        wrapper.close_pool()
+        assert not pool_container.has(alias)
+        assert wait_until(lambda: not sessions(admin, alias), timeout=10), sessions(admin, alias)
+    finally:
+        wrapper.close()
+        wrapper.close_pool()

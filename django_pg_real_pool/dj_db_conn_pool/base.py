@@ -151,6 +151,12 @@ class DjPoolMixin(
 
     def close_pool(self) -> None:
         _registry.close(self.alias)
+        # A pool django-db-connection-pool made that no borrow paired with an
+        # adapter yet (no lane, no callback): only its container knows it.
+        with pool_container.lock:
+            unpaired = pool_container.pop(self.alias, None)
+        if unpaired is not None:
+            unpaired.dispose()
         self._lease_settings = None
 
 
