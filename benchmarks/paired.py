@@ -243,7 +243,7 @@ def borrow_counts(kind: str) -> tuple[int, int, int, int]:
         return (0, 0, 0, 0)
     from django.db import connections
 
-    from django_pg_real_pool._fork import counters_by_alias
+    from django_pg_real_pool._counters import counters_by_alias
 
     counters: dict[str, int] = dict(counters_by_alias().get(kind, {}))
     pool = connections[kind].pool

@@ -244,9 +244,9 @@ def lease_counters() -> dict[str, float]:
     """This engine's own view over the whole run: how long a borrow waited for
     a connection, how many slept in the lane's queue for a release, and how
     long a borrow kept its connection (includes waiting for the GIL)."""
-    from django_pg_real_pool import _fork
+    from django_pg_real_pool import _counters
 
-    counters = _fork.counters_by_alias().get("default") or Counter()
+    counters = _counters.counters_by_alias().get("default") or Counter()
     acquires = max(1, counters.get("acquires", 0))
     return {
         "acquires": counters.get("acquires", 0),

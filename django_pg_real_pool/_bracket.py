@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from psycopg.pq import TransactionStatus
 
-from . import _fork
+from . import _registry
 
 if TYPE_CHECKING:
     from ._lease import LeaseMixin
@@ -225,28 +225,11 @@ def close_pools() -> None:
             wrapper.close_pool()
         except Exception:
             logger.exception("django_pg_real_pool could not close the pool of %r", wrapper.alias)
-    _close_remaining_pools()
-
-
-def _close_remaining_pools() -> None:
-    # Pools of aliases this thread never touched (other threads used them).
-    from .base import DatabaseWrapper
-
-    for alias, pool in list(DatabaseWrapper._connection_pools.items()):
-        DatabaseWrapper._connection_pools.pop(alias, None)
-        DatabaseWrapper._adapters.pop(alias, None)
-        pool.close()
-    try:
-        from dj_db_conn_pool.core import pool_container
-    except ImportError:
-        return
-    with pool_container.lock:
-        pools = list(pool_container.values())
-        pool_container.clear()
-    for qpool in pools:
-        qpool.dispose()
+    # Pools of aliases this thread never touched (other threads used them),
+    # closed as close_pool() closes them.
+    _registry.close_all()
 
 
 def wrappers_snapshot() -> dict[str, dict[str, Any]]:
     """Holders of every live wrapper of the process (for status output)."""
-    return {f"{w.alias}@{id(w):x}": w.lease_holders() for w in _fork.wrappers()}
+    return {f"{w.alias}@{id(w):x}": w.lease_holders() for w in _registry.wrappers()}

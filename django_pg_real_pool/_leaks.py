@@ -12,7 +12,7 @@ scan intervals.
 Nothing runs while no alias sets the threshold: no thread exists, and the
 engine captures acquisition stacks only for aliases that set it. The first
 :func:`watch` starts one daemon thread per process that scans the live
-wrappers (``_fork.wrappers()``) every ``threshold / 4`` seconds, bounded to
+wrappers (``_registry.wrappers()``) every ``threshold / 4`` seconds, bounded to
 [``MIN_INTERVAL``, ``MAX_INTERVAL``]; it only reads what the owning threads
 write, so borrowing never waits for it.
 """
@@ -31,7 +31,7 @@ from collections.abc import Mapping
 from time import monotonic
 from typing import TYPE_CHECKING, Any
 
-from . import _fork
+from . import _registry
 
 if TYPE_CHECKING:
     from ._lease import LeaseMixin
@@ -159,7 +159,7 @@ def scan(now: float | None = None) -> list[LeakReport]:
     now = monotonic() if now is None else now
     found: list[LeakReport] = []
     names: dict[int | None, str] | None = None
-    for wrapper in _fork.wrappers():
+    for wrapper in _registry.wrappers():
         settings = wrapper._lease_settings
         threshold = settings.leak_threshold if settings is not None else None
         if threshold is None or not math.isfinite(threshold):

@@ -38,7 +38,7 @@ from django.utils.asyncio import async_unsafe
 from psycopg.pq import TransactionStatus
 from psycopg_pool import TooManyRequests
 
-from . import _fork, _leaks, _session, _session_policy, _setup
+from . import _counters, _leaks, _registry, _session, _session_policy, _setup
 from ._compat import DJANGO_ENSURE_CONNECTION, check_not_async
 from ._cursors import (
     LeasedCursorDebugWrapper,
@@ -105,8 +105,8 @@ class LeaseMixin(ConnectionSetupMixin):
         self._lease_site: list[traceback.FrameSummary] | None = None
         # Record each borrow's call site (leak_threshold set; see _lease_prepare).
         self._lease_track_site = False
-        self._lease_counters = _fork.new_counters()
-        self._lease_box = _fork.register(self)
+        self._lease_counters = _counters.new_counters()
+        self._lease_box = _registry.register(self)
 
     # -- hooks for engines ------------------------------------------------
 
@@ -306,8 +306,8 @@ class LeaseMixin(ConnectionSetupMixin):
     def _lease_acquire(self) -> None:
         adapter = self._lease_adapter
         assert adapter is not None
-        if _fork.orphans:
-            _fork.return_orphans()
+        if _registry.orphans:
+            _registry.return_orphans()
         counters = self._lease_counters
         # The box names the connection from the moment the pool hands it
         # over: an asynchronous exception landing anywhere below leaves it
@@ -386,7 +386,9 @@ class LeaseMixin(ConnectionSetupMixin):
             with self._lease_configuring_block():
                 connection_created.send(sender=self.__class__, connection=self)
 
-    def _lease_borrow(self, adapter: PoolAdapter, box: _fork.HeldBox) -> tuple[PoolAdapter, Any]:
+    def _lease_borrow(
+        self, adapter: PoolAdapter, box: _registry.HeldBox
+    ) -> tuple[PoolAdapter, Any]:
         """Borrow when nothing was parked: from a release, through the lane's
         queue, once the pool has lent all it can; else from the pool. Sets ``box``."""
         gone = 0
@@ -435,7 +437,7 @@ class LeaseMixin(ConnectionSetupMixin):
                 if lane.queue and not lane.full():
                     lane.nudge()
 
-    def _lease_queue(self, lane: Lane, box: _fork.HeldBox, deadline: float) -> Any:
+    def _lease_queue(self, lane: Lane, box: _registry.HeldBox, deadline: float) -> Any:
         """Wait in ``lane``'s queue until a release hands over its connection.
 
         Returns that connection (boxed), or ``None``: borrow from the pool

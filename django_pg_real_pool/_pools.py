@@ -9,7 +9,6 @@ it needs a health check, and to remember that it must be reset.
 from __future__ import annotations
 
 import select
-import threading
 from time import monotonic
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -129,6 +128,10 @@ class PoolAdapter(Protocol):
     raw_is_conn: bool
     #: Released connections parked in front of the pool (see ``_lane.py``).
     lane: Lane
+
+    @property
+    def pool(self) -> Any:
+        """The pool itself."""
 
     def getconn(self, timeout: float | None = None) -> Any:
         """Borrow a connection, waiting at most ``timeout`` (default: the pool's)."""
@@ -363,8 +366,3 @@ def _withdraw_interrupted_wait(pool: ConnectionPool[Any], exc: BaseException) ->
     if conn is not None:
         conn._pool = pool
         pool.putconn(conn)
-
-
-# Guards creation of native pools per alias (Django's own dict uses setdefault,
-# which may build and leak a second pool object under a race).
-native_pools_lock = threading.Lock()

@@ -34,7 +34,7 @@ from ._pools import ping
 if TYPE_CHECKING:
     from django.db.backends.postgresql.base import DatabaseWrapper as PGWrapper
 
-    from ._fork import LeaseCounters
+    from ._counters import LeaseCounters
 
     _Base = PGWrapper
 else:

@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 import django
 
@@ -19,11 +19,11 @@ check_psycopg3(pg_base.is_psycopg3)  # type: ignore[attr-defined]
 
 import psycopg  # noqa: E402
 
-from . import _fork  # noqa: E402
+from . import _registry  # noqa: E402
 from ._compose import schema_editor_class  # noqa: E402
 from ._credentials import pool_kwargs  # noqa: E402
 from ._lease import LeaseMixin  # noqa: E402
-from ._pools import NativePool, PooledConnection, native_pools_lock  # noqa: E402
+from ._pools import NativePool, PooledConnection  # noqa: E402
 from ._validate import check_conn_max_age, pool_options_of, resolve_isolation_level  # noqa: E402
 
 if TYPE_CHECKING:
@@ -33,17 +33,13 @@ logger = logging.getLogger("django_pg_real_pool")
 
 __all__ = ["DatabaseWrapper", "NativePoolMixin"]
 
+#: The ``ENGINE`` setting of this backend.
+ENGINE = "django_pg_real_pool"
+
 
 class NativePoolMixin(LeaseMixin):
     """Per-query release on Django's native ``psycopg_pool`` pool, for any
     wrapper derived from Django's PostgreSQL one (see ``compose.py``)."""
-
-    # Our own per-alias pools, apart from the stock backend's: both engines
-    # may serve different aliases in one process.
-    _connection_pools: ClassVar[dict[str, ConnectionPool[Any]]] = {}
-    _adapters: ClassVar[dict[str, NativePool]] = {}
-    # Each pool's configure callback, cut loose from its wrapper at close_pool().
-    _configures: ClassVar[dict[str, _Configure]] = {}
 
     @property
     def pool(self) -> ConnectionPool[Any] | None:  # type: ignore[override]
@@ -53,64 +49,49 @@ class NativePoolMixin(LeaseMixin):
             self._lease_enabled = self._lease_is_enabled()
         if not self._lease_enabled:
             return None
-        pool = self._connection_pools.get(self.alias)
-        if pool is None:
-            pool = self._lease_create_pool()
+        # Our own per-alias pools, apart from the stock backend's: both
+        # engines may serve different aliases in one process.
+        pool: ConnectionPool[Any] = self._lease_entry().adapter.pool
         return pool
 
-    def _lease_create_pool(self) -> ConnectionPool[Any]:
+    def _lease_entry(self) -> _registry.Entry:
+        # get() first: Django reads `pool` often, and a found pool needs no
+        # bound method for its creation.
+        return _registry.get(self.alias) or _registry.get_or_create(
+            self.alias, self._lease_create_pool
+        )
+
+    def _lease_create_pool(self) -> _registry.Entry:
+        """The alias's pool and adapter (the registry calls this under its lock)."""
         from psycopg_pool import ConnectionPool
 
         options = pool_options_of(self.alias, self.settings_dict)
         check_conn_max_age(self.alias, self.settings_dict)
         self.isolation_level = resolve_isolation_level(self.settings_dict["OPTIONS"])
-        with native_pools_lock:
-            pool = self._connection_pools.get(self.alias)
-            if pool is not None:
-                return pool
-            connect_kwargs = self.get_connection_params()
-            # Pooled connections always rest in autocommit: borrowing then
-            # needs no round trip to set it.
-            connect_kwargs["autocommit"] = True
-            options.setdefault("name", f"django_pg_real_pool:{self.alias}")
-            configure = self._configures[self.alias] = _Configure(self)
-            pool = ConnectionPool(
-                kwargs=pool_kwargs(self.alias, self.settings_dict, connect_kwargs),
-                open=False,
-                configure=configure,
-                connection_class=PooledConnection,
-                **options,
-            )
-            pool.open()
-            # The adapter first: a thread that finds the pool finds its adapter.
-            self._adapters[self.alias] = NativePool(pool, self.alias)
-            self._connection_pools[self.alias] = pool
-            return pool
+        connect_kwargs = self.get_connection_params()
+        # Pooled connections always rest in autocommit: borrowing then
+        # needs no round trip to set it.
+        connect_kwargs["autocommit"] = True
+        options.setdefault("name", f"django_pg_real_pool:{self.alias}")
+        configure = _Configure(self)
+        pool = ConnectionPool(
+            kwargs=pool_kwargs(self.alias, self.settings_dict, connect_kwargs),
+            open=False,
+            configure=configure,
+            connection_class=PooledConnection,
+            **options,
+        )
+        pool.open()
+        return _registry.Entry(ENGINE, NativePool(pool, self.alias), configure)
 
     def _lease_make_adapter(self) -> NativePool:
-        pool = self.pool
-        assert pool is not None
+        entry = self._lease_entry()
         self.isolation_level = resolve_isolation_level(self.settings_dict["OPTIONS"])
-        adapter = self._adapters.get(self.alias)
-        if adapter is None or adapter.pool is not pool:
-            with native_pools_lock:
-                # Looked up again under the lock: one adapter (one lane) per
-                # pool, whichever thread gets here first.
-                adapter = self._adapters.get(self.alias)
-                if adapter is None or adapter.pool is not pool:
-                    adapter = self._adapters[self.alias] = NativePool(pool, self.alias)
+        adapter: NativePool = entry.adapter  # type: ignore[assignment]
         return adapter
 
     def close_pool(self) -> None:
-        pool = self._connection_pools.pop(self.alias, None)
-        adapter = self._adapters.pop(self.alias, None)
-        configure = self._configures.pop(self.alias, None)
-        if adapter is not None:
-            adapter.lane.close()
-        if pool is not None:
-            pool.close()
-        if configure is not None:
-            configure.wrapper = None
+        _registry.close(self.alias)
         # This wrapper finds the new pool at its next borrow; other threads'
         # wrappers notice the closed pool when they next borrow.
         self._lease_settings = None
@@ -128,8 +109,8 @@ class _Configure:
 
     That wrapper holds the pool's adapter, which holds the pool: holding the
     wrapper from the pool would close a reference cycle, which only the garbage
-    collector frees. ``close_pool()`` cuts this link, so a closed pool is freed
-    as soon as the last wrapper lets go of it.
+    collector frees. Closing the pool (``_registry.Entry.close``) cuts this
+    link, so a closed pool is freed as soon as the last wrapper lets go of it.
     """
 
     __slots__ = ("wrapper",)
@@ -137,20 +118,12 @@ class _Configure:
     def __init__(self, wrapper: NativePoolMixin) -> None:
         self.wrapper: NativePoolMixin | None = wrapper
 
+    def detach(self) -> None:
+        self.wrapper = None
+
     def __call__(self, raw: Any) -> None:
         wrapper = self.wrapper
         if wrapper is None:
             # A connection opening while its pool closes: psycopg_pool drops it.
             raise psycopg.OperationalError("the pool was closed")
         wrapper._lease_configure(raw)
-
-
-def _forget_pools_after_fork() -> list[Any]:
-    inherited: list[Any] = list(NativePoolMixin._connection_pools.values())
-    NativePoolMixin._connection_pools.clear()
-    NativePoolMixin._adapters.clear()
-    NativePoolMixin._configures.clear()
-    return inherited
-
-
-_fork._child_hooks.append(_forget_pools_after_fork)

@@ -1,7 +1,7 @@
 """Pool statistics per alias, named after OpenTelemetry's database client conventions.
 
 Everything is pulled when asked: :func:`snapshot` reads the counters the
-engine keeps on every borrow anyway (``_fork.counters_by_alias()``) and the
+engine keeps on every borrow anyway (``_counters.counters_by_alias()``) and the
 pools' own statistics, so exporting costs nothing per query, enabled or not.
 Nothing is registered at import: :func:`enable_opentelemetry` and
 :class:`PrometheusCollector` are explicit.
@@ -15,14 +15,13 @@ cumulative sum (seconds) and a count: average = delta(sum) / delta(count).
 from __future__ import annotations
 
 import os
-import sys
 import threading
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from time import monotonic
 from typing import TYPE_CHECKING, Any
 
-from . import _fork, _leaks
+from . import _counters, _leaks, _registry
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
@@ -104,7 +103,7 @@ def snapshot() -> dict[str, dict[str, Any]]:
     that has borrowed; an alias whose pool does not exist yet reports zeros.
     Reads only: never creates a pool or a wrapper.
     """
-    counters = _fork.counters_by_alias()
+    counters = _counters.counters_by_alias()
     leaks = _leaks.reports_by_alias()
     engines = _configured_engines()
     aliases = sorted(set(engines) | set(counters))
@@ -151,36 +150,24 @@ def _alias_snapshot(
         USE_TIME: {"count": releases, "sum": counters["use_us"] / 1e6},
     }
     data.update(pool)
-    if "timeouts" in _fork.COUNTER_KEYS:
+    if "timeouts" in _counters.COUNTER_KEYS:
         # The engine counts PoolExhausted itself: the same meaning for both pools.
         data[TIMEOUTS] = counters["timeouts"]
-    for key in _fork.COUNTER_KEYS:
+    for key in _counters.COUNTER_KEYS:
         data[ENGINE_PREFIX + key] = counters[key]
     data[LEAKS_DETECTED] = leaks.get(alias, 0)
     return data
 
 
 def _pool_measures(alias: str) -> dict[str, Any]:
-    """The pool's own view of ``alias``, from whichever engine module holds it.
-
-    Looks the pool up in the engines' registries through ``sys.modules``: an
-    engine nobody loaded has no pool, and looking must not import it.
-    """
-    native = sys.modules.get("django_pg_real_pool.base")
-    if native is not None:
-        adapter = native.DatabaseWrapper._adapters.get(alias)
-        if adapter is not None:
-            return {ENGINE: _NATIVE, **_native_measures(adapter.stats())}
-    queuepool = sys.modules.get("django_pg_real_pool.dj_db_conn_pool.base")
-    if queuepool is not None:
-        container = queuepool.pool_container
-        with container.lock:
-            pool = container.get(alias) if container.has(alias) else None
-        if pool is not None:
-            adapter = queuepool._adapters.get(alias)
-            lane = adapter.lane if adapter is not None and adapter.pool is pool else None
-            return {ENGINE: _QUEUEPOOL, **_queuepool_measures(pool, lane)}
-    return {}
+    """The pool's own view of ``alias`` (none if this process made no pool for it)."""
+    entry = _registry.get(alias)
+    if entry is None:
+        return {}
+    adapter = entry.adapter
+    if entry.engine == _QUEUEPOOL:
+        return {ENGINE: _QUEUEPOOL, **_queuepool_measures(adapter.pool, adapter.lane)}
+    return {ENGINE: _NATIVE, **_native_measures(adapter.stats())}
 
 
 def _native_measures(stats: Mapping[str, int]) -> dict[str, Any]:
@@ -296,7 +283,7 @@ def enable_opentelemetry(meter_provider: MeterProvider | None = None) -> bool:
             unit=_TIMING_UNITS[name],
             description=_DESCRIPTIONS[name] + " (number of measurements)",
         )
-    for key in (*_fork.COUNTER_KEYS, "leaks_detected"):
+    for key in (*_counters.COUNTER_KEYS, "leaks_detected"):
         name = ENGINE_PREFIX + key
         meter.create_observable_counter(
             name,
@@ -425,7 +412,7 @@ class PrometheusCollector:
             for alias, timing in _values(snap, name):
                 summary.add_metric([alias], count_value=timing["count"], sum_value=timing["sum"])
             yield summary
-        for key in (*_fork.COUNTER_KEYS, "leaks_detected"):
+        for key in (*_counters.COUNTER_KEYS, "leaks_detected"):
             name = ENGINE_PREFIX + key
             counter = CounterMetricFamily(
                 _prom(name), f"django_pg_real_pool engine counter {key!r}", labels=["pool_name"]

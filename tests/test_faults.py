@@ -41,7 +41,7 @@ from django.db import Error as DjangoDBError
 from django.db import connections, transaction
 
 from django_pg_real_pool import PoolExhausted
-from django_pg_real_pool._fork import counters_by_alias
+from django_pg_real_pool._counters import counters_by_alias
 from tests.settings import database
 from tests.support.pgserver import PostgresServer
 from tests.support.pgstat import pool_counts

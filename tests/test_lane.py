@@ -464,29 +464,30 @@ def test_threads_racing_for_the_adapter_of_a_pool_share_one_lane() -> None:
     # lane while another waits in the pool, announced on the other lane.
     engine = "django_pg_real_pool"
     wrappers = [make_wrapper(engine, "lane-race", **POOLS[engine]) for _ in range(8)]
-    pool = wrappers[0].pool  # created, with its adapter
     start = threading.Barrier(len(wrappers))
-    lanes: list[Any] = []
+    adapters: list[Any] = []
 
     def find_adapter(wrapper: Any) -> None:
         start.wait(10)
-        lanes.append(wrapper._lease_make_adapter().lane)
+        adapters.append(wrapper._lease_make_adapter())
 
     interval = sys.getswitchinterval()
     sys.setswitchinterval(1e-6)  # threads interleave inside the lookup
     try:
-        for _ in range(20):
-            # As a thread sees it between close_pool() and the next borrow.
-            type(wrappers[0])._adapters.pop("lane-race")
-            lanes.clear()
+        for _ in range(10):
+            # As threads see it after close_pool(): the first borrows race to
+            # make the new pool.
+            wrappers[0].close_pool()
+            adapters.clear()
             threads = [threading.Thread(target=find_adapter, args=(w,)) for w in wrappers]
             for thread in threads:
                 thread.start()
             for thread in threads:
                 thread.join(30)
-            assert len(lanes) == len(wrappers)
-            assert len({id(lane) for lane in lanes}) == 1
-            assert type(wrappers[0])._adapters["lane-race"].pool is pool
+            assert len(adapters) == len(wrappers)
+            assert len({id(adapter.lane) for adapter in adapters}) == 1
+            assert len({id(adapter.pool) for adapter in adapters}) == 1
+            assert wrappers[0].pool is adapters[0].pool
     finally:
         sys.setswitchinterval(interval)
         wrappers[0].close_pool()

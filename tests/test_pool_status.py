@@ -13,7 +13,7 @@ from django.core.management import call_command
 from django.db import connections, transaction
 from django.test.utils import modify_settings
 
-from django_pg_real_pool import telemetry
+from django_pg_real_pool import _registry, telemetry
 from tests.support.pgstat import sessions
 
 
@@ -87,8 +87,6 @@ def test_status_shows_held_connection_and_open_transaction(
 
 
 def test_json_output_and_no_pool_created(admin: psycopg.Connection[Any]) -> None:
-    from django_pg_real_pool.base import DatabaseWrapper
-
     connections["other"].close_pool()
     with connections["default"].cursor() as cursor:
         cursor.execute("SELECT pg_backend_pid()")
@@ -100,5 +98,5 @@ def test_json_output_and_no_pool_created(admin: psycopg.Connection[Any]) -> None
     assert pid in {row["pid"] for row in data["server"]["default"]}
     assert all(row["application_name"] == "pgrp-default" for row in data["server"]["default"])
     # The command read the server on its own connection: no pool for "other".
-    assert "other" not in DatabaseWrapper._connection_pools
+    assert _registry.get("other") is None
     assert sessions(admin, "other") == []

@@ -38,7 +38,7 @@ from django.core.signals import request_finished, request_started
 from django.db import connections, transaction
 
 from django_pg_real_pool import pinned
-from django_pg_real_pool._fork import counters_by_alias
+from django_pg_real_pool._counters import counters_by_alias
 from integrations.dramatiq import harness
 from tests.support import pgstat
 from tests.support.pgserver import DSN_ENV

@@ -11,7 +11,7 @@ import psycopg
 import pytest
 from django.db import connections
 
-from django_pg_real_pool import PoolExhausted, telemetry
+from django_pg_real_pool import PoolExhausted, _registry, telemetry
 from django_pg_real_pool.telemetry import (
     CONNECTION_COUNT,
     CONNECTION_MAX,
@@ -200,17 +200,15 @@ def test_queuepool_reports_what_it_does_not_measure_as_none() -> None:
 
 
 def test_snapshot_never_creates_a_pool(admin: psycopg.Connection[Any]) -> None:
-    from django_pg_real_pool.base import DatabaseWrapper
-
     connections["other"].close_pool()
     data = stats("other")
-    assert "other" not in DatabaseWrapper._connection_pools
+    assert _registry.get("other") is None
     assert data[CONNECTION_COUNT] == {"used": 0, "idle": 0}
     assert data[CONNECTION_MAX] is None
     # The closed pool's backends leave pg_stat_activity a moment after their
     # clients hang up; a snapshot that opened a pool would keep one there.
     assert wait_until(lambda: sessions(admin, "other") == [])
-    assert "other" not in DatabaseWrapper._connection_pools
+    assert _registry.get("other") is None
 
 
 def test_opentelemetry_instruments_read_the_snapshot(engine: str) -> None:

@@ -142,5 +142,14 @@ class QueuePoolAdapter:
         return with_lane(stats, self.lane)
 
     def close(self) -> None:
+        # Out of the container first: a borrower racing with this finds the
+        # pool gone (PoolGone) and a parked connection given back is closed
+        # (putconn), not checked in.
+        with pool_container.lock:
+            current = pool_container.pop(self.alias, None)
         self.lane.close()
         self._pool.dispose()
+        if current is not None and current is not self._pool:
+            # django-db-connection-pool replaced the pool since this adapter
+            # was made, and nobody borrowed from the new one yet.
+            current.dispose()

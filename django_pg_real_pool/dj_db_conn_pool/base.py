@@ -36,7 +36,7 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
         "or use ENGINE 'django_pg_real_pool' on Django's native pool."
     ) from exc
 
-from .. import _fork  # noqa: E402
+from .. import _fork, _registry  # noqa: E402
 from .._compose import schema_editor_class  # noqa: E402
 from .._credentials import credentials_source  # noqa: E402
 from .._lease import LeaseMixin  # noqa: E402
@@ -46,7 +46,8 @@ from ._pool import QueuePoolAdapter  # noqa: E402
 
 __all__ = ["DatabaseWrapper", "DjPoolMixin", "UnwrapForPostGIS", "creation_class"]
 
-_adapters: dict[str, QueuePoolAdapter] = {}
+#: The ``ENGINE`` setting of this backend.
+ENGINE = "django_pg_real_pool.dj_db_conn_pool"
 
 
 class _GiveBackParkedFirst:
@@ -59,8 +60,9 @@ class _GiveBackParkedFirst:
     """
 
     def _destroy_test_db(self, test_database_name: str, verbosity: int) -> None:
-        for adapter in list(_adapters.values()):
-            adapter.lane.drain()
+        for entry in _registry.entries():
+            if entry.engine == ENGINE:
+                entry.adapter.lane.drain()
         super()._destroy_test_db(test_database_name, verbosity)  # type: ignore[misc]
 
 
@@ -124,29 +126,23 @@ class DjPoolMixin(
             with pool_container.lock:
                 pool = pool_container.get(self.alias)
         # One adapter per pool, shared by all threads: it carries the pool-wide
-        # "connections returned before this time are suspect" mark.
-        adapter = _adapters.get(self.alias)
-        if adapter is None or adapter.pool is not pool:
-            connect = _Connect(
-                self.get_connection_params(), credentials_source(self.alias, self.settings_dict)
-            )
-            with pool_container.lock:
-                # Looked up again under the lock: one adapter (one lane) per
-                # pool, whichever thread gets here first.
-                stale = adapter = _adapters.get(self.alias)
-                if adapter is None or adapter.pool is not pool:
-                    # In place of django-db-connection-pool's connection
-                    # factory, a lambda over the wrapper that created the pool
-                    # (see _Connect). SQLAlchemy's own setter: it wraps the
-                    # callable as the constructor does.
-                    pool._creator = connect
-                    adapter = _adapters[self.alias] = QueuePoolAdapter(pool, self.alias)
-                else:
-                    stale = None
-            if stale is not None:
-                # Its pool was replaced (disposed by django-db-connection-pool).
-                stale.lane.close(discard=True)
+        # "connections returned before this time are suspect" mark. A pool
+        # django-db-connection-pool replaced (disposed) gets a new one.
+        entry = _registry.get_or_create(
+            self.alias, lambda: self._lease_pair(pool), lambda entry: entry.adapter.pool is pool
+        )
+        adapter: QueuePoolAdapter = entry.adapter  # type: ignore[assignment]
         return adapter
+
+    def _lease_pair(self, pool: Any) -> _registry.Entry:
+        """The adapter of ``pool`` (the registry calls this under its lock)."""
+        # In place of django-db-connection-pool's connection factory, a lambda
+        # over the wrapper that created the pool (see _Connect). SQLAlchemy's
+        # own setter: it wraps the callable as the constructor does.
+        pool._creator = _Connect(
+            self.get_connection_params(), credentials_source(self.alias, self.settings_dict)
+        )
+        return _registry.Entry(ENGINE, QueuePoolAdapter(pool, self.alias))
 
     def _get_new_connection(self, conn_params: dict[str, Any]) -> PooledConnection:
         # django-db-connection-pool's connection factory calls this, until the
@@ -154,13 +150,13 @@ class DjPoolMixin(
         return _Connect(conn_params, credentials_source(self.alias, self.settings_dict))()
 
     def close_pool(self) -> None:
+        _registry.close(self.alias)
+        # A pool django-db-connection-pool made that no borrow paired with an
+        # adapter yet (no lane, no callback): only its container knows it.
         with pool_container.lock:
-            pool = pool_container.pop(self.alias, None)
-            adapter = _adapters.pop(self.alias, None)
-        if adapter is not None:
-            adapter.lane.close()
-        if pool is not None:
-            pool.dispose()
+            unpaired = pool_container.pop(self.alias, None)
+        if unpaired is not None:
+            unpaired.dispose()
         self._lease_settings = None
 
 
@@ -207,9 +203,9 @@ class _Connect:
 
 
 def _forget_pools_after_fork() -> list[Any]:
+    # django-db-connection-pool's own registry (the pools are also in ours).
     inherited: list[Any] = list(pool_container.values())
     pool_container.clear()
-    _adapters.clear()
     return inherited
 
 

@@ -32,14 +32,16 @@ def post_worker_init(worker: Any) -> None:
 def _stats() -> dict[str, int] | None:
     from django.db import connections
 
-    wrapper_class = type(connections["default"])
+    from django_pg_real_pool import _registry
+
     # This engine's adapter counts connections parked for the next borrow as
     # available (psycopg_pool sees them lent out).
-    adapter = getattr(wrapper_class, "_adapters", {}).get("default")
-    if adapter is not None:
-        return dict(adapter.stats())
-    # The class-level dict, not the `pool` property, which would create the pool.
-    pool = getattr(wrapper_class, "_connection_pools", {}).get("default")
+    entry = _registry.get("default")
+    if entry is not None:
+        return dict(entry.adapter.stats())
+    # Django's own engine: its class-level dict, not the `pool` property,
+    # which would create the pool.
+    pool = getattr(type(connections["default"]), "_connection_pools", {}).get("default")
     return dict(pool.get_stats()) if pool is not None else None
 
 

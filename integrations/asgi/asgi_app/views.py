@@ -124,9 +124,9 @@ async def db_sleep(request: HttpRequest) -> JsonResponse:
 
 
 def _pool_state() -> dict[str, Any]:
-    from django_pg_real_pool import _bracket, _fork
+    from django_pg_real_pool import _bracket, _registry
 
-    adapters = [w._lease_adapter for w in _fork.wrappers() if w._lease_adapter is not None]
+    adapters = [w._lease_adapter for w in _registry.wrappers() if w._lease_adapter is not None]
     stats = adapters[0].stats() if adapters else {}
     return {
         "pool_size": stats.get("pool_size", 0),

@@ -148,9 +148,8 @@ def probe(barrier: str, parties: int) -> dict[str, Any]:
     this process's wrappers and pool."""
     from celery import signals
 
-    from django_pg_real_pool import _bracket, _fork
+    from django_pg_real_pool import _bracket, _counters, _registry
     from django_pg_real_pool import celery as pgrp_celery
-    from django_pg_real_pool.base import DatabaseWrapper
 
     with connection.cursor() as cursor:
         cursor.execute(
@@ -161,9 +160,9 @@ def probe(barrier: str, parties: int) -> dict[str, Any]:
         pid, search_path, statement_timeout, fresh_xact, no_xid = cursor.fetchone()
     _barrier(barrier, parties)
     # The engine's view: connections parked for the next borrow count as available.
-    adapter = DatabaseWrapper._adapters.get("default")
-    stats = adapter.stats() if adapter is not None else {}
-    counters = _fork.counters_by_alias().get("default")
+    entry = _registry.get("default")
+    stats = entry.adapter.stats() if entry is not None else {}
+    counters = _counters.counters_by_alias().get("default")
 
     def names(signal: Any) -> list[str]:
         return [getattr(r, "__qualname__", repr(r)) for r in pgrp_celery._receivers_of(signal)]

@@ -73,7 +73,7 @@ def pool_state() -> dict[str, Any]:
     if adapter is None:  # stock engine
         pool = getattr(connection, "pool", None)
         return {"pool": dict(pool.get_stats()) if pool is not None else {}}
-    from django_pg_real_pool import _bracket, _fork
+    from django_pg_real_pool import _bracket, _counters
 
     # The pool may be replacing a discarded connection in the background
     # (counted in pool_size before it is available): let that settle.
@@ -86,7 +86,7 @@ def pool_state() -> dict[str, Any]:
         "pool": stats,
         "out_of_pool": stats["pool_size"] - stats["pool_available"],
         "holders": {k: v for k, v in _bracket.wrappers_snapshot().items() if v},
-        "counters": dict(_fork.counters_by_alias().get("default", {})),
+        "counters": dict(_counters.counters_by_alias().get("default", {})),
     }
 
 
