@@ -46,6 +46,7 @@ from tests.settings import database
 from tests.support.pgserver import PostgresServer
 from tests.support.pgstat import pool_counts
 from tests.support.tcpproxy import TcpProxy
+from tests.support.wrappers import add_alias, remove_aliases
 from tests.testapp.models import Ledger
 
 THREADS = 32
@@ -124,10 +125,7 @@ def aliases(
                     "MAX_OVERFLOW": 0,
                     "TIMEOUT": timeout,
                 }
-            configured = connections.configure_settings(
-                {"default": dict(connections.settings["default"]), alias: entry}
-            )
-            connections.settings[alias] = configured[alias]
+            add_alias(alias, entry)
             found[(scenario, engine)] = alias
     try:
         with django_db_blocker.unblock():
@@ -135,12 +133,7 @@ def aliases(
             call_command("migrate", "testapp", database=found[("kill", "native")], verbosity=0)
         yield found
     finally:
-        for alias in found.values():
-            wrapper: Any = connections[alias]
-            wrapper.close()
-            wrapper.close_pool()
-            del connections[alias]
-            del connections.settings[alias]
+        remove_aliases(found.values())
 
 
 @pytest.fixture(params=list(ENGINES))

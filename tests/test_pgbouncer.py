@@ -22,6 +22,7 @@ from django_pg_real_pool.checks import check_alias
 from tests.settings import database
 from tests.support import pgstat
 from tests.support.pgbouncer import PgBouncer, find_pgbouncer
+from tests.support.wrappers import add_alias, remove_aliases
 from tests.testapp.models import Item
 
 SERVER_CONNECTIONS = 2
@@ -90,20 +91,12 @@ def aliases(bouncer: PgBouncer) -> Iterator[dict[str, str]]:
         for case, extra in variants.items():
             alias = f"bouncer_{engine}_{case}".rstrip("_")
             entry = _entry(backend, bouncer.dsn(), alias, extra)
-            configured = connections.configure_settings(
-                {"default": dict(connections.settings["default"]), alias: entry}
-            )
-            connections.settings[alias] = configured[alias]
+            add_alias(alias, entry)
             found[f"{engine}-{case}".rstrip("-")] = alias
     try:
         yield found
     finally:
-        for alias in found.values():
-            wrapper: Any = connections[alias]
-            wrapper.close()
-            wrapper.close_pool()
-            del connections[alias]
-            del connections.settings[alias]
+        remove_aliases(found.values())
 
 
 @pytest.fixture(params=list(BACKENDS))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterable
 from typing import Any
 
 from django.db import connections
@@ -46,3 +47,22 @@ class HoldConnection:
     def __exit__(self, *exc: object) -> None:
         self.wrapper.rollback()
         self.wrapper.set_autocommit(True)
+
+
+def add_alias(alias: str, entry: dict[str, Any]) -> None:
+    """Make ``alias`` a configured database for the rest of the run (Django
+    fills in the defaults, as for ``settings.DATABASES``)."""
+    configured = connections.configure_settings(
+        {"default": dict(connections.settings["default"]), alias: entry}
+    )
+    connections.settings[alias] = configured[alias]
+
+
+def remove_aliases(aliases: Iterable[str]) -> None:
+    """Close ``aliases``' wrappers and pools and forget the aliases."""
+    for alias in aliases:
+        wrapper: Any = connections[alias]
+        wrapper.close()
+        wrapper.close_pool()
+        del connections[alias]
+        del connections.settings[alias]
