@@ -85,8 +85,8 @@ class task_scope:  # noqa: N801 - used like contextlib's context managers
             raise TypeError(
                 f"task_scope() cannot decorate the coroutine function {func.__qualname__}: "
                 "connections are per thread and a coroutine's ORM work runs in "
-                "sync_to_async's threads. Decorate the function given to sync_to_async, "
-                "or put `with task_scope(...)` around asyncio.run()."
+                "sync_to_async's threads (not the thread that called asyncio.run()). "
+                "Decorate the function given to sync_to_async."
             )
 
         @functools.wraps(func)
