@@ -25,11 +25,11 @@ from typing import Any
 from django.core.checks import CheckMessage, Error, Warning
 from django.db.backends.base.validation import BaseDatabaseValidation
 
+from ._engines import NATIVE_ENGINE, QUEUEPOOL_ENGINE, pool_kind
 from ._settings import OPTIONS_KEY
 
 TAG = "django_pg_real_pool"
-NATIVE_ENGINE = "django_pg_real_pool"
-QUEUEPOOL_ENGINE = "django_pg_real_pool.dj_db_conn_pool"
+#: The two plain engines (whether an alias is ours: ``_engines.pool_kind``).
 ENGINES = (NATIVE_ENGINE, QUEUEPOOL_ENGINE)
 
 #: A pool timeout above this (seconds) outlasts a typical web request: the
@@ -58,17 +58,16 @@ def _id(code: str) -> str:
     return f"{TAG}.{code}"
 
 
-def check_alias(
-    alias: str, settings_dict: Mapping[str, Any], *, engine: str | None = None
-) -> list[CheckMessage]:
+def check_alias(alias: str, settings_dict: Mapping[str, Any]) -> list[CheckMessage]:
     """Every per-alias check for one ``DATABASES`` entry (other engines: none).
 
-    ``engine`` is which of :data:`ENGINES` the alias runs (default: its ENGINE
-    setting; a subclass engine passes the one it extends).
+    The alias is checked when its ENGINE is one of this package's (composed
+    and subclass engines included), against the pool that engine uses.
     """
-    engine = engine or settings_dict.get("ENGINE")
-    if engine not in ENGINES:
+    kind = pool_kind(settings_dict)
+    if kind is None:
         return []
+    engine = settings_dict.get("ENGINE")
     obj = f"DATABASES[{alias!r}]"
     options: Mapping[str, Any] = settings_dict.get("OPTIONS") or {}
     messages: list[CheckMessage] = []
@@ -84,7 +83,7 @@ def check_alias(
                 id=_id("E001"),
             )
         )
-    if engine == NATIVE_ENGINE:
+    if kind == "native":
         messages.extend(_check_native_pool(alias, obj, options))
     else:
         messages.extend(_check_queuepool(obj, settings_dict, options))
@@ -313,23 +312,10 @@ class DatabaseValidation(BaseDatabaseValidation):
         from django.apps import apps
 
         wrapper = self.connection
-        if apps.is_installed(TAG) and wrapper.settings_dict.get("ENGINE") in ENGINES:
+        if apps.is_installed(TAG):
             # The app's own check (check_databases) already covers this alias.
             return list(super().check(**kwargs))
-        engine = _engine_of(type(wrapper))
-        return [
-            *super().check(**kwargs),
-            *check_alias(wrapper.alias, wrapper.settings_dict, engine=engine),
-        ]
-
-
-def _engine_of(wrapper_class: type) -> str | None:
-    """Which of this package's engines ``wrapper_class`` is or extends."""
-    modules = {cls.__module__ for cls in wrapper_class.__mro__}
-    for engine in ENGINES:
-        if f"{engine}.base" in modules:
-            return engine
-    return None
+        return [*super().check(**kwargs), *check_alias(wrapper.alias, wrapper.settings_dict)]
 
 
 def check_databases(
@@ -344,8 +330,7 @@ def check_databases(
 
     messages: list[CheckMessage] = []
     for alias, settings_dict in connections.settings.items():
-        if settings_dict.get("ENGINE") in ENGINES:
-            messages.extend(check_alias(alias, settings_dict))
+        messages.extend(check_alias(alias, settings_dict))
     return messages
 
 

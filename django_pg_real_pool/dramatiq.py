@@ -40,7 +40,6 @@ STRICT_SETTING = _bracket.STRICT_SETTING
 STRICT_OPTION = "real_pool_strict"
 
 MIDDLEWARE_PATH = "django_pg_real_pool.dramatiq.RealPoolMiddleware"
-_ENGINES = ("django_pg_real_pool", "django_pg_real_pool.dj_db_conn_pool")
 
 
 class RealPoolMiddleware(Middleware):
@@ -216,7 +215,9 @@ def system_check_messages() -> list[CheckMessage]:
         import dramatiq.broker
     except ImportError:
         return []
-    if not any(db.get("ENGINE") in _ENGINES for db in settings.DATABASES.values()):
+    from ._engines import any_ours
+
+    if not any_ours():
         return []
     entries: list[Any]
     if hasattr(settings, "DRAMATIQ_BROKER"):

@@ -115,7 +115,9 @@ def system_check_messages() -> list[CheckMessage]:
 
     if "huey.contrib.djhuey" not in settings.INSTALLED_APPS:
         return []
-    if not any(db.get("ENGINE") in _bracket_engines() for db in settings.DATABASES.values()):
+    from ._engines import any_ours
+
+    if not any_ours():
         return []
     from huey.contrib.djhuey import HUEY
 
@@ -132,9 +134,3 @@ def system_check_messages() -> list[CheckMessage]:
             id=CHECK_ID_NOT_INSTALLED,
         )
     ]
-
-
-def _bracket_engines() -> tuple[str, ...]:
-    from .checks import ENGINES
-
-    return ENGINES

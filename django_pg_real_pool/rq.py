@@ -102,11 +102,11 @@ def system_check_messages() -> list[CheckMessage]:
     from django.conf import settings
     from django.core.checks import Warning as CheckWarning
 
-    from .checks import ENGINES
+    from ._engines import any_ours
 
     if "django_rq" not in settings.INSTALLED_APPS:
         return []
-    if not any(db.get("ENGINE") in ENGINES for db in settings.DATABASES.values()):
+    if not any_ours():
         return []
     configured = getattr(settings, "RQ", {}).get("WORKER_CLASS", Worker)
     if isinstance(configured, str):

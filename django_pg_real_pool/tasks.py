@@ -132,11 +132,11 @@ def system_check_messages() -> list[CheckMessage]:
     from django.conf import settings
     from django.core.checks import Warning as CheckWarning
 
-    from .checks import ENGINES
+    from ._engines import any_ours
 
     if _connected:
         return []
-    if not any(db.get("ENGINE") in ENGINES for db in settings.DATABASES.values()):
+    if not any_ours():
         return []
     tasks = getattr(settings, "TASKS", None) or {}
     workers = sorted(

@@ -247,9 +247,8 @@ def test_manage_py_check_with_the_app_installed(tmp_path: Path) -> None:
     # The dramatiq integration's check is wired in (its middleware is missing).
     assert "(django_pg_real_pool.E101)" in output
     assert "DATABASES['default']" not in output
-    # A subclass engine is not recognised from settings; its own validation runs
-    # only with --database (below).
-    assert "DATABASES['subclass']" not in output
+    # A subclass engine is recognised from settings (its backend is loaded, #17).
+    assert "DATABASES['subclass']: (django_pg_real_pool.E001)" in output
 
 
 def test_manage_py_check_database_without_the_app(tmp_path: Path) -> None:

@@ -62,6 +62,8 @@ def test_app_check_covers_a_user_engine_alias() -> None:
         assert ("DATABASES['mine']", "django_pg_real_pool.E001") in ids
 
 
+# Only settings.DATABASES is read by the runner checks; connections is untouched.
+@pytest.mark.filterwarnings("ignore:Overriding setting DATABASES")
 def test_runner_check_fires_when_the_only_alias_is_composed() -> None:
     from django_pg_real_pool import tasks
 
