@@ -11,8 +11,8 @@ Two ways in:
 
 Ids are stable (``django_pg_real_pool.E001``...); each hint names the fix.
 The task runners' checks (dramatiq ``E101``..., Celery ``W201``, huey
-``W301``, RQ ``W401``, Django Tasks ``W501``) live with their integrations
-and are wired in here.
+``W301``, RQ ``W401``, Django Tasks ``W501``) are in ``_checks_runners.py``
+and run from :func:`check_integrations`.
 """
 
 from __future__ import annotations
@@ -42,16 +42,6 @@ PGBOUNCER_PORT = 6432
 #: Keys the native engine supplies to ``psycopg_pool.ConnectionPool`` itself
 #: (refused by this check and by ``_validate.pool_options_of`` at first use).
 ENGINE_POOL_KEYS = ("configure", "connection_class", "kwargs", "reset")
-
-# Integration checks: (our module, the third-party package it needs).
-_INTEGRATIONS = (
-    ("django_pg_real_pool.dramatiq", "dramatiq"),
-    ("django_pg_real_pool.celery", "celery"),
-    ("django_pg_real_pool.huey", "huey"),
-    ("django_pg_real_pool.rq", "django_rq"),
-    # Django Tasks: built in from Django 6.0, the django_tasks backport before.
-    ("django_pg_real_pool.tasks", "django"),
-)
 
 
 def _id(code: str) -> str:
@@ -335,21 +325,19 @@ def check_databases(
 
 
 def check_integrations(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
-    """The task runner integrations' checks, when their runner is installed.
+    """The task runners' checks (``_checks_runners``), when their runner is installed.
 
-    Each integration module provides ``system_check_messages() -> list[CheckMessage]``;
-    it is imported only when its queue package is importable.
+    A runner's check runs only when its queue package is importable.
     """
+    from ._checks_runners import RUNNER_CHECKS
+
     messages: list[CheckMessage] = []
-    for module_name, requirement in _INTEGRATIONS:
+    for module_name, requirement, check in RUNNER_CHECKS:
         if importlib.util.find_spec(requirement) is None:
             continue
         try:
-            module = importlib.import_module(module_name)
+            messages.extend(check())
         except ModuleNotFoundError as exc:
-            if exc.name == module_name:
-                # This package version ships without that integration.
-                continue
             messages.append(
                 Warning(
                     f"{module_name} could not be imported ({exc}); its checks did not run.",
@@ -358,6 +346,4 @@ def check_integrations(app_configs: Any = None, **kwargs: Any) -> list[CheckMess
                     id=_id("W007"),
                 )
             )
-            continue
-        messages.extend(module.system_check_messages())
     return messages

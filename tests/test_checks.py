@@ -129,16 +129,17 @@ def test_test_settings_pass_every_check() -> None:
     assert checks.check_databases() == []
 
 
-def test_integration_checks_are_those_of_the_integrations() -> None:
-    from django_pg_real_pool import dramatiq
+def test_integration_checks_are_the_runner_checks() -> None:
+    import importlib.util
 
-    expected = list(dramatiq.system_check_messages())
-    try:
-        from django_pg_real_pool import celery
-    except ModuleNotFoundError as exc:
-        assert exc.name == "django_pg_real_pool.celery"
-    else:
-        expected += celery.system_check_messages()
+    from django_pg_real_pool._checks_runners import RUNNER_CHECKS
+
+    expected = [
+        message
+        for _, requirement, check in RUNNER_CHECKS
+        if importlib.util.find_spec(requirement) is not None
+        for message in check()
+    ]
     assert checks.check_integrations() == expected
 
 
