@@ -25,12 +25,10 @@ from typing import Any
 from django.core.checks import CheckMessage, Error, Warning
 from django.db.backends.base.validation import BaseDatabaseValidation
 
-from ._engines import NATIVE_ENGINE, QUEUEPOOL_ENGINE, pool_kind
+from ._engines import pool_kind
 from ._settings import OPTIONS_KEY
 
 TAG = "django_pg_real_pool"
-#: The two plain engines (whether an alias is ours: ``_engines.pool_kind``).
-ENGINES = (NATIVE_ENGINE, QUEUEPOOL_ENGINE)
 
 #: A pool timeout above this (seconds) outlasts a typical web request: the
 #: front server kills the request before the pool's clear error shows.
