@@ -3,6 +3,7 @@ everywhere (system checks, telemetry, ``pool_status``), with the right pool."""
 
 from __future__ import annotations
 
+import copy
 import json
 from io import StringIO
 from typing import Any
@@ -11,12 +12,13 @@ import psycopg
 import pytest
 from django.core.management import call_command
 from django.db import connections
+from django.db.utils import load_backend
 from django.test import override_settings
 from django.test.utils import modify_settings
 
 from django_pg_real_pool import _engines, checks, telemetry
 from tests.support.aliases import extra_alias
-from tests.support.pgstat import sessions
+from tests.support.pgstat import sessions, wait_until
 
 USER_ENGINE = "tests.support.userengine"
 
@@ -40,20 +42,34 @@ def test_pool_kind_of_each_engine(engine: str, kind: str | None) -> None:
 
 def test_pool_status_lists_a_composed_alias_with_its_pool(admin: psycopg.Connection[Any]) -> None:
     engine = "django_pg_real_pool.dj_db_conn_pool.prometheus"
-    with (
-        modify_settings(INSTALLED_APPS={"append": "django_pg_real_pool"}),
-        extra_alias("prometheus_dj", "djpool", ENGINE=engine),
-    ):
-        out = StringIO()
-        call_command("pool_status", "--json", stdout=out)
-        data = json.loads(out.getvalue())
-        assert "prometheus_dj" in data["pools"]
-        pool = data["pools"]["prometheus_dj"]
-        assert pool[telemetry.ENGINE] == "django_pg_real_pool.dj_db_conn_pool"
-        assert telemetry.snapshot()["prometheus_dj"][telemetry.ENGINE] == pool[telemetry.ENGINE]
-        # The server agrees: no session for the alias, the command made no pool.
-        assert data["server"]["prometheus_dj"] == []
-        assert sessions(admin, "prometheus_dj") == []
+    settings_dict = copy.deepcopy(connections.settings["djpool"])
+    settings_dict.update(ENGINE=engine, OPTIONS={"application_name": "pgrp-prometheus_dj"})
+    # The query runs before the alias is in settings: pytest-django forbids a
+    # configured alias that the test's databases did not name.
+    wrapper = load_backend(engine).DatabaseWrapper(settings_dict, "prometheus_dj")
+    try:
+        with wrapper.cursor() as cursor:
+            cursor.execute("SELECT pg_backend_pid()")
+            (pid,) = cursor.fetchone()
+        with (
+            modify_settings(INSTALLED_APPS={"append": "django_pg_real_pool"}),
+            extra_alias("prometheus_dj", "djpool", ENGINE=engine),
+        ):
+            out = StringIO()
+            call_command("pool_status", "--json", stdout=out)
+            data = json.loads(out.getvalue())
+            snapshot = telemetry.snapshot()["prometheus_dj"]
+    finally:
+        wrapper.close()
+        wrapper.close_pool()
+    assert "prometheus_dj" in data["pools"]
+    pool = data["pools"]["prometheus_dj"]
+    assert pool[telemetry.ENGINE] == snapshot[telemetry.ENGINE] == _engines.QUEUEPOOL_ENGINE
+    assert pool[telemetry.CONNECTION_COUNT] == {"idle": 1, "used": 0}
+    # The server's view, as the command shows it: the alias's one session.
+    assert [row["pid"] for row in data["server"]["prometheus_dj"]] == [pid]
+    # close_pool() ended it on the server too.
+    assert wait_until(lambda: sessions(admin, "prometheus_dj") == [], timeout=5)
 
 
 def test_app_check_covers_a_user_engine_alias() -> None:

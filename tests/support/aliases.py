@@ -14,8 +14,11 @@ from django.db import connections
 def extra_alias(alias: str, like: str, **overrides: Any) -> Iterator[str]:
     """Add ``alias`` (a copy of ``like``'s settings with ``overrides``) to
     ``settings.DATABASES``/``connections`` for the block, then remove it and
-    close its pool."""
+    close its pool. Its sessions are named ``pgrp-<alias>`` on the server, as
+    the test settings name every alias's (``pgstat.sessions(admin, alias)``)."""
     settings_dict = copy.deepcopy(connections.settings[like])
+    options = settings_dict.get("OPTIONS") or {}
+    settings_dict["OPTIONS"] = {**options, "application_name": f"pgrp-{alias}"}
     settings_dict.update(overrides)
     # connections.settings is settings.DATABASES: one assignment serves both.
     connections.settings[alias] = settings_dict
