@@ -104,12 +104,12 @@ def watch_configured() -> None:
     """
     from django.conf import settings
 
+    from ._engines import pool_kind
     from ._settings import OPTIONS_KEY
-    from .checks import ENGINES
 
     databases: Mapping[str, Mapping[str, Any]] = settings.DATABASES
     for alias, entry in databases.items():
-        if entry.get("ENGINE") not in ENGINES:
+        if pool_kind(entry) is None:
             continue
         ours = (entry.get("OPTIONS") or {}).get(OPTIONS_KEY) or {}
         threshold = ours.get("leak_threshold") if isinstance(ours, Mapping) else None

@@ -22,6 +22,7 @@ import psycopg  # noqa: E402
 from . import _registry  # noqa: E402
 from ._compose import schema_editor_class  # noqa: E402
 from ._credentials import pool_kwargs  # noqa: E402
+from ._engines import NATIVE_ENGINE  # noqa: E402
 from ._lease import LeaseMixin  # noqa: E402
 from ._pools import NativePool, PooledConnection  # noqa: E402
 from ._validate import check_conn_max_age, pool_options_of, resolve_isolation_level  # noqa: E402
@@ -33,8 +34,8 @@ logger = logging.getLogger("django_pg_real_pool")
 
 __all__ = ["DatabaseWrapper", "NativePoolMixin"]
 
-#: The ``ENGINE`` setting of this backend.
-ENGINE = "django_pg_real_pool"
+#: The ``ENGINE`` setting of this backend (the name of its pool kind).
+ENGINE = NATIVE_ENGINE
 
 
 class NativePoolMixin(LeaseMixin):

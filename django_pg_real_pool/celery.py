@@ -44,21 +44,15 @@ from __future__ import annotations
 import collections
 import logging
 import os
-import sys
 import threading
 import weakref
 from time import monotonic
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from django.core.checks import CheckMessage
+from typing import Any
 
 logger = logging.getLogger(__name__)
 
 #: Django setting read by ``install(app)`` when ``strict`` is not given.
 STRICT_SETTING = "REAL_POOL_STRICT"  # the same as _bracket.STRICT_SETTING
-#: System check id: Celery app present, ``install()`` never called.
-CHECK_ID_NOT_INSTALLED = "django_pg_real_pool.W201"
 
 _UID = "django_pg_real_pool.celery."
 
@@ -107,6 +101,13 @@ def install(app: Any, *, strict: bool | None = None) -> None:
             _install_strict_task_class(app)
         _apps[app] = strict_mode
     _connect()
+
+
+def installed_anywhere() -> bool:
+    """Whether :func:`install` ran for some app in this process (read by the
+    W201 system check)."""
+    with _lock:
+        return bool(_apps)
 
 
 def _install_strict_task_class(app: Any) -> None:
@@ -394,48 +395,6 @@ def _close_pools(when: str) -> None:
 
     _bracket.close_pools()
     logger.info("django_pg_real_pool: pools of process %d closed at %s", os.getpid(), when)
-
-
-# -- system check ------------------------------------------------------------
-
-
-def system_check_messages() -> list[CheckMessage]:
-    """W201 when a Celery app exists in this process but ``install()`` never ran.
-
-    Only apps created in the process running the check are seen: the usual
-    ``from .celery import app as celery_app`` in the project's ``__init__.py``
-    makes ``manage.py check`` see it. Celery is not imported here: if nothing
-    imported it, no app exists.
-    """
-    state = sys.modules.get("celery._state")
-    if state is None:
-        return []
-    from django.core.checks import Warning as CheckWarning
-
-    apps = [app for app in list(state._get_active_apps()) if not _is_fallback_app(app)]
-    with _lock:
-        installed = bool(_apps)
-    if not apps or installed:
-        return []
-    names = ", ".join(sorted(repr(app.main) for app in apps))
-    return [
-        CheckWarning(
-            f"Celery is installed and an app is configured ({names}) but "
-            "django_pg_real_pool.celery.install() was never called in this process: "
-            "tasks are not bracketed (a leaked transaction or connection is neither "
-            "repaired nor reported), and under prefork Celery closes the pool at every "
-            "task boundary.",
-            hint="Call django_pg_real_pool.celery.install(app) in the module that "
-            "creates the Celery app, right after Celery(...).",
-            id=CHECK_ID_NOT_INSTALLED,
-        )
-    ]
-
-
-def _is_fallback_app(app: Any) -> bool:
-    # celery._state creates Celery("default", fixups=[]) on first use of
-    # current_app when no app exists: not one the user configured.
-    return bool(app.main == "default" and not app.fixups)
 
 
 def _unwrap(app: Any) -> Any:

@@ -11,8 +11,8 @@ Two ways in:
 
 Ids are stable (``django_pg_real_pool.E001``...); each hint names the fix.
 The task runners' checks (dramatiq ``E101``..., Celery ``W201``, huey
-``W301``, RQ ``W401``, Django Tasks ``W501``) live with their integrations
-and are wired in here.
+``W301``, RQ ``W401``, Django Tasks ``W501``) are in ``_checks_runners.py``
+and run from :func:`check_integrations`.
 """
 
 from __future__ import annotations
@@ -25,12 +25,10 @@ from typing import Any
 from django.core.checks import CheckMessage, Error, Warning
 from django.db.backends.base.validation import BaseDatabaseValidation
 
+from ._engines import pool_kind
 from ._settings import OPTIONS_KEY
 
 TAG = "django_pg_real_pool"
-NATIVE_ENGINE = "django_pg_real_pool"
-QUEUEPOOL_ENGINE = "django_pg_real_pool.dj_db_conn_pool"
-ENGINES = (NATIVE_ENGINE, QUEUEPOOL_ENGINE)
 
 #: A pool timeout above this (seconds) outlasts a typical web request: the
 #: front server kills the request before the pool's clear error shows.
@@ -43,32 +41,21 @@ PGBOUNCER_PORT = 6432
 #: (refused by this check and by ``_validate.pool_options_of`` at first use).
 ENGINE_POOL_KEYS = ("configure", "connection_class", "kwargs", "reset")
 
-# Integration checks: (our module, the third-party package it needs).
-_INTEGRATIONS = (
-    ("django_pg_real_pool.dramatiq", "dramatiq"),
-    ("django_pg_real_pool.celery", "celery"),
-    ("django_pg_real_pool.huey", "huey"),
-    ("django_pg_real_pool.rq", "django_rq"),
-    # Django Tasks: built in from Django 6.0, the django_tasks backport before.
-    ("django_pg_real_pool.tasks", "django"),
-)
-
 
 def _id(code: str) -> str:
     return f"{TAG}.{code}"
 
 
-def check_alias(
-    alias: str, settings_dict: Mapping[str, Any], *, engine: str | None = None
-) -> list[CheckMessage]:
+def check_alias(alias: str, settings_dict: Mapping[str, Any]) -> list[CheckMessage]:
     """Every per-alias check for one ``DATABASES`` entry (other engines: none).
 
-    ``engine`` is which of :data:`ENGINES` the alias runs (default: its ENGINE
-    setting; a subclass engine passes the one it extends).
+    The alias is checked when its ENGINE is one of this package's (composed
+    and subclass engines included), against the pool that engine uses.
     """
-    engine = engine or settings_dict.get("ENGINE")
-    if engine not in ENGINES:
+    kind = pool_kind(settings_dict)
+    if kind is None:
         return []
+    engine = settings_dict.get("ENGINE")
     obj = f"DATABASES[{alias!r}]"
     options: Mapping[str, Any] = settings_dict.get("OPTIONS") or {}
     messages: list[CheckMessage] = []
@@ -84,7 +71,7 @@ def check_alias(
                 id=_id("E001"),
             )
         )
-    if engine == NATIVE_ENGINE:
+    if kind == "native":
         messages.extend(_check_native_pool(alias, obj, options))
     else:
         messages.extend(_check_queuepool(obj, settings_dict, options))
@@ -313,23 +300,10 @@ class DatabaseValidation(BaseDatabaseValidation):
         from django.apps import apps
 
         wrapper = self.connection
-        if apps.is_installed(TAG) and wrapper.settings_dict.get("ENGINE") in ENGINES:
+        if apps.is_installed(TAG):
             # The app's own check (check_databases) already covers this alias.
             return list(super().check(**kwargs))
-        engine = _engine_of(type(wrapper))
-        return [
-            *super().check(**kwargs),
-            *check_alias(wrapper.alias, wrapper.settings_dict, engine=engine),
-        ]
-
-
-def _engine_of(wrapper_class: type) -> str | None:
-    """Which of this package's engines ``wrapper_class`` is or extends."""
-    modules = {cls.__module__ for cls in wrapper_class.__mro__}
-    for engine in ENGINES:
-        if f"{engine}.base" in modules:
-            return engine
-    return None
+        return [*super().check(**kwargs), *check_alias(wrapper.alias, wrapper.settings_dict)]
 
 
 def check_databases(
@@ -344,27 +318,24 @@ def check_databases(
 
     messages: list[CheckMessage] = []
     for alias, settings_dict in connections.settings.items():
-        if settings_dict.get("ENGINE") in ENGINES:
-            messages.extend(check_alias(alias, settings_dict))
+        messages.extend(check_alias(alias, settings_dict))
     return messages
 
 
 def check_integrations(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
-    """The task runner integrations' checks, when their runner is installed.
+    """The task runners' checks (``_checks_runners``), when their runner is installed.
 
-    Each integration module provides ``system_check_messages() -> list[CheckMessage]``;
-    it is imported only when its queue package is importable.
+    A runner's check runs only when its queue package is importable.
     """
+    from ._checks_runners import RUNNER_CHECKS
+
     messages: list[CheckMessage] = []
-    for module_name, requirement in _INTEGRATIONS:
+    for module_name, requirement, check in RUNNER_CHECKS:
         if importlib.util.find_spec(requirement) is None:
             continue
         try:
-            module = importlib.import_module(module_name)
+            messages.extend(check())
         except ModuleNotFoundError as exc:
-            if exc.name == module_name:
-                # This package version ships without that integration.
-                continue
             messages.append(
                 Warning(
                     f"{module_name} could not be imported ({exc}); its checks did not run.",
@@ -373,6 +344,4 @@ def check_integrations(app_configs: Any = None, **kwargs: Any) -> list[CheckMess
                     id=_id("W007"),
                 )
             )
-            continue
-        messages.extend(module.system_check_messages())
     return messages

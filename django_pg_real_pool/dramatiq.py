@@ -25,12 +25,11 @@ from dramatiq.worker import ConsumerThread, WorkerThread
 from . import _bracket
 
 if TYPE_CHECKING:
-    from django.core.checks import CheckMessage
     from dramatiq.broker import Broker, MessageProxy
     from dramatiq.message import Message
     from dramatiq.worker import Worker
 
-__all__ = ["STRICT_OPTION", "STRICT_SETTING", "RealPoolMiddleware", "system_check_messages"]
+__all__ = ["STRICT_OPTION", "STRICT_SETTING", "RealPoolMiddleware"]
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +39,6 @@ STRICT_SETTING = _bracket.STRICT_SETTING
 STRICT_OPTION = "real_pool_strict"
 
 MIDDLEWARE_PATH = "django_pg_real_pool.dramatiq.RealPoolMiddleware"
-_ENGINES = ("django_pg_real_pool", "django_pg_real_pool.dj_db_conn_pool")
 
 
 class RealPoolMiddleware(Middleware):
@@ -196,112 +194,3 @@ def _run(func: Callable[..., Any], *args: Any, **kwargs: Any) -> list[_bracket.L
                 "django_pg_real_pool: %s failed in the dramatiq middleware", func.__name__
             )
         raise
-
-
-# -- system check ----------------------------------------------------------------
-
-
-def system_check_messages() -> list[CheckMessage]:
-    """Report the middleware missing, duplicated or not first (for Django's checks).
-
-    Looks at ``settings.DRAMATIQ_BROKER["MIDDLEWARE"]`` when django-dramatiq
-    is configured, at the global dramatiq broker otherwise. Says nothing when
-    dramatiq is not installed or not configured, or when no alias uses this
-    engine.
-    """
-    from django.conf import settings
-    from django.core.checks import Error, Warning
-
-    try:
-        import dramatiq.broker
-    except ImportError:
-        return []
-    if not any(db.get("ENGINE") in _ENGINES for db in settings.DATABASES.values()):
-        return []
-    entries: list[Any]
-    if hasattr(settings, "DRAMATIQ_BROKER"):
-        entries = list(settings.DRAMATIQ_BROKER.get("MIDDLEWARE", []))
-        where = "settings.DRAMATIQ_BROKER['MIDDLEWARE']"
-        fix = f"put {MIDDLEWARE_PATH!r} first in {where}"
-    elif "django_dramatiq" in settings.INSTALLED_APPS:
-        from django_dramatiq.apps import DEFAULT_BROKER_SETTINGS
-
-        entries = list(DEFAULT_BROKER_SETTINGS["MIDDLEWARE"])
-        where = "django-dramatiq's default middleware (settings.DRAMATIQ_BROKER is not set)"
-        fix = (
-            "set settings.DRAMATIQ_BROKER with a 'MIDDLEWARE' list whose first entry is "
-            f"{MIDDLEWARE_PATH!r}"
-        )
-    elif dramatiq.broker.global_broker is not None:
-        # Read the global directly: dramatiq.get_broker() would create one.
-        entries = list(dramatiq.broker.global_broker.middleware)
-        where = "the dramatiq broker's middleware"
-        first = type(entries[0]).__name__ if entries else None
-        fix = (
-            "add it first: broker.add_middleware(RealPoolMiddleware(), before="
-            f"{first}) or pass it first in Broker(middleware=[RealPoolMiddleware(), ...])"
-            if first
-            else "broker.add_middleware(RealPoolMiddleware())"
-        )
-    else:
-        return []
-
-    names = [_describe(entry) for entry in entries]
-    positions = [i for i, entry in enumerate(entries) if _is_ours(entry)]
-    messages: list[CheckMessage] = []
-    if not positions:
-        messages.append(
-            Error(
-                f"The dramatiq middleware of django_pg_real_pool is missing from {where}: "
-                "connections that tasks leave held or inside a transaction are neither "
-                "repaired nor reported.",
-                hint=f"To fix: {fix}.",
-                id="django_pg_real_pool.E101",
-            )
-        )
-        return messages
-    if len(positions) > 1:
-        messages.append(
-            Error(
-                f"The dramatiq middleware of django_pg_real_pool is listed {len(positions)} "
-                f"times in {where} (positions {positions}).",
-                hint=f"To fix: keep only the first entry; {fix}.",
-                id="django_pg_real_pool.E102",
-            )
-        )
-    if positions[0] != 0:
-        before = ", ".join(names[: positions[0]])
-        messages.append(
-            Warning(
-                f"The dramatiq middleware of django_pg_real_pool is at position {positions[0]} "
-                f"in {where}, after {before}: their after-hooks (and TimeLimit's disarm) run "
-                "after its end-of-message check, so what they do on the database escapes it.",
-                hint=f"To fix: {fix}.",
-                id="django_pg_real_pool.W103",
-            )
-        )
-    return messages
-
-
-def _middleware_class(entry: Any) -> type | None:
-    if isinstance(entry, str):
-        from django.utils.module_loading import import_string
-
-        try:
-            found = import_string(entry)
-        except ImportError:
-            return None
-        return found if isinstance(found, type) else None
-    return entry if isinstance(entry, type) else type(entry)
-
-
-def _is_ours(entry: Any) -> bool:
-    cls = _middleware_class(entry)
-    return cls is not None and issubclass(cls, RealPoolMiddleware)
-
-
-def _describe(entry: Any) -> str:
-    if isinstance(entry, str):
-        return entry.rsplit(".", 1)[-1]
-    cls = _middleware_class(entry)
-    return cls.__name__ if cls is not None else repr(entry)

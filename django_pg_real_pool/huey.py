@@ -30,21 +30,16 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from . import _bracket
 
-if TYPE_CHECKING:
-    from django.core.checks import CheckMessage
-
-__all__ = ["HOOK_NAME", "install", "system_check_messages"]
+__all__ = ["HOOK_NAME", "install"]
 
 logger = logging.getLogger(__name__)
 
 #: The name of every hook ``install()`` registers.
 HOOK_NAME = "django_pg_real_pool"
-#: System check id: django-huey configured, ``install()`` never called.
-CHECK_ID_NOT_INSTALLED = "django_pg_real_pool.W301"
 
 
 def install(huey: Any) -> None:
@@ -101,40 +96,3 @@ def _guarded(func: Any, *args: Any, **kwargs: Any) -> None:
         func(*args, **kwargs)
     except Exception:
         logger.exception("django_pg_real_pool: %s failed in a huey hook", func.__name__)
-
-
-def system_check_messages() -> list[CheckMessage]:
-    """W301 when django-huey is configured but its instance is not hooked up.
-
-    Looks at ``huey.contrib.djhuey.HUEY`` when ``huey.contrib.djhuey`` is in
-    ``INSTALLED_APPS`` (the instance ``run_huey`` uses). A ``Huey`` created
-    outside django-huey cannot be found here.
-    """
-    from django.conf import settings
-    from django.core.checks import Warning as CheckWarning
-
-    if "huey.contrib.djhuey" not in settings.INSTALLED_APPS:
-        return []
-    if not any(db.get("ENGINE") in _bracket_engines() for db in settings.DATABASES.values()):
-        return []
-    from huey.contrib.djhuey import HUEY
-
-    if is_installed(HUEY):
-        return []
-    return [
-        CheckWarning(
-            f"huey is configured (django-huey, instance {HUEY.name!r}) but "
-            "django_pg_real_pool.huey.install() was never called for it: tasks are not "
-            "bracketed (a leaked transaction or connection is neither repaired nor "
-            "reported).",
-            hint="In an AppConfig.ready(): from huey.contrib.djhuey import HUEY; "
-            "django_pg_real_pool.huey.install(HUEY).",
-            id=CHECK_ID_NOT_INSTALLED,
-        )
-    ]
-
-
-def _bracket_engines() -> tuple[str, ...]:
-    from .checks import ENGINES
-
-    return ENGINES

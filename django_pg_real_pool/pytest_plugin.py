@@ -304,11 +304,11 @@ def request_acquisition_sites() -> None:
         return
     from django.db import connections
 
+    from ._engines import pool_kind
     from ._settings import OPTIONS_KEY
-    from .checks import ENGINES
 
     for settings_dict in connections.settings.values():
-        if settings_dict.get("ENGINE") not in ENGINES:
+        if pool_kind(settings_dict) is None:
             continue
         options = settings_dict.setdefault("OPTIONS", {})
         ours = options.get(OPTIONS_KEY) or {}

@@ -31,22 +31,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rq.worker import SimpleWorker, Worker
 
 from . import _bracket
-
-if TYPE_CHECKING:
-    from django.core.checks import CheckMessage
 
 __all__ = ["RealPoolSimpleWorker", "RealPoolWorker", "RealPoolWorkerMixin"]
 
 logger = logging.getLogger(__name__)
 
 WORKER_CLASS_PATH = "django_pg_real_pool.rq.RealPoolWorker"
-#: System check id: django-rq configured with a worker class without the bracket.
-CHECK_ID_NOT_HOOKED = "django_pg_real_pool.W401"
 
 
 class RealPoolWorkerMixin:
@@ -90,43 +85,3 @@ def _guarded(func: Callable[..., Any], *args: Any) -> None:
         func(*args)
     except Exception:
         logger.exception("django_pg_real_pool: %s failed in the RQ worker", func.__name__)
-
-
-def system_check_messages() -> list[CheckMessage]:
-    """W401 when django-rq is installed and its worker class lacks the bracket.
-
-    Reads ``settings.RQ["WORKER_CLASS"]`` (django-rq's default: RQ's
-    ``Worker``). A ``--worker-class`` given on the command line is not seen
-    here: set it in the setting instead, so that every ``rqworker`` uses it.
-    """
-    from django.conf import settings
-    from django.core.checks import Warning as CheckWarning
-
-    from .checks import ENGINES
-
-    if "django_rq" not in settings.INSTALLED_APPS:
-        return []
-    if not any(db.get("ENGINE") in ENGINES for db in settings.DATABASES.values()):
-        return []
-    configured = getattr(settings, "RQ", {}).get("WORKER_CLASS", Worker)
-    if isinstance(configured, str):
-        from django.utils.module_loading import import_string
-
-        try:
-            configured = import_string(configured)
-        except ImportError:
-            return []  # django-rq reports it when a worker starts
-    if isinstance(configured, type) and issubclass(configured, RealPoolWorkerMixin):
-        return []
-    name = getattr(configured, "__qualname__", repr(configured))
-    return [
-        CheckWarning(
-            f"django-rq is installed and its worker class is {name}, which does not run "
-            "jobs inside django_pg_real_pool's task bracket: a leaked transaction or "
-            "connection is neither repaired nor reported.",
-            hint=f'Set RQ = {{"WORKER_CLASS": "{WORKER_CLASS_PATH}"}} (or '
-            "django_pg_real_pool.rq.RealPoolSimpleWorker; to keep a custom worker class, "
-            "derive it from django_pg_real_pool.rq.RealPoolWorkerMixin first).",
-            id=CHECK_ID_NOT_HOOKED,
-        )
-    ]

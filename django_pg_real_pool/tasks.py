@@ -31,29 +31,24 @@ from __future__ import annotations
 
 import importlib
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.apps import AppConfig
 
 from . import _bracket
 
-if TYPE_CHECKING:
-    from django.core.checks import CheckMessage
-
-__all__ = ["SIGNAL_MODULES", "RealPoolTasksConfig", "connect", "system_check_messages"]
+__all__ = ["SIGNAL_MODULES", "RealPoolTasksConfig", "connect"]
 
 logger = logging.getLogger(__name__)
 
 #: Where each Tasks framework defines its signals (built in, then the backport).
 SIGNAL_MODULES = ("django.tasks.signals", "django_tasks.signals")
 APP_CONFIG_PATH = "django_pg_real_pool.tasks.RealPoolTasksConfig"
-#: System check id: Tasks configured with a worker backend, hook-up missing.
-CHECK_ID_NOT_HOOKED = "django_pg_real_pool.W501"
 
 _UID = "django_pg_real_pool.tasks."
 #: Backends that run tasks in their caller or not at all (by class name, in
 #: either framework).
-_IN_CALLER = ("ImmediateBackend", "DummyBackend")
+IN_CALLER_BACKENDS = ("ImmediateBackend", "DummyBackend")
 #: Signal modules connect() connected to, in this process.
 _connected: set[str] = set()
 
@@ -91,9 +86,15 @@ def connect() -> list[str]:
     return connected
 
 
+def is_connected() -> bool:
+    """Whether :func:`connect` connected the bracket to a Tasks framework in
+    this process (read by the W501 system check)."""
+    return bool(_connected)
+
+
 def _runs_in_a_worker(sender: Any) -> bool:
     return not any(
-        cls.__name__ in _IN_CALLER for cls in getattr(sender, "__mro__", (type(sender),))
+        cls.__name__ in IN_CALLER_BACKENDS for cls in getattr(sender, "__mro__", (type(sender),))
     )
 
 
@@ -121,38 +122,3 @@ def _guarded(func: Any, *args: Any) -> None:
         func(*args)
     except Exception:
         logger.exception("django_pg_real_pool: %s failed in a Django Tasks signal", func.__name__)
-
-
-def system_check_messages() -> list[CheckMessage]:
-    """W501 when ``settings.TASKS`` names a worker backend but nothing connected the bracket.
-
-    Backends that run tasks in their caller or never (``ImmediateBackend``,
-    ``DummyBackend``) need no bracket and are not reported.
-    """
-    from django.conf import settings
-    from django.core.checks import Warning as CheckWarning
-
-    from .checks import ENGINES
-
-    if _connected:
-        return []
-    if not any(db.get("ENGINE") in ENGINES for db in settings.DATABASES.values()):
-        return []
-    tasks = getattr(settings, "TASKS", None) or {}
-    workers = sorted(
-        alias
-        for alias, config in tasks.items()
-        if str(config.get("BACKEND", "")).rsplit(".", 1)[-1] not in _IN_CALLER
-    )
-    if not workers:
-        return []
-    return [
-        CheckWarning(
-            f"settings.TASKS configures worker backend(s) {', '.join(map(repr, workers))} but "
-            "django_pg_real_pool's Django Tasks hook-up is not installed: tasks are not "
-            "bracketed (a leaked transaction or connection is neither repaired nor reported).",
-            hint=f"Add {APP_CONFIG_PATH!r} to INSTALLED_APPS (the path of the app config "
-            "class, not of its module).",
-            id=CHECK_ID_NOT_HOOKED,
-        )
-    ]

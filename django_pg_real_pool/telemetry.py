@@ -21,7 +21,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from time import monotonic
 from typing import TYPE_CHECKING, Any
 
-from . import _counters, _leaks, _registry
+from . import _counters, _engines, _leaks, _registry
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
@@ -84,9 +84,6 @@ _DESCRIPTIONS = {
     WAIT_TIME: "Time it took to obtain a connection from the pool",
     USE_TIME: "Time between borrowing a connection and returning it",
 }
-_NATIVE = "django_pg_real_pool"
-_QUEUEPOOL = "django_pg_real_pool.dj_db_conn_pool"
-_ENGINES = (_NATIVE, _QUEUEPOOL)
 
 
 # -- snapshot --------------------------------------------------------------------
@@ -118,12 +115,10 @@ def _configured_engines() -> dict[str, str]:
 
     if not settings.configured:
         return {}
-    databases: Mapping[str, Mapping[str, Any]] = settings.DATABASES
-    return {
-        alias: entry["ENGINE"]
-        for alias, entry in databases.items()
-        if entry.get("ENGINE") in _ENGINES
-    }
+    # Named by the pool underneath (what the measures mean), not the ENGINE
+    # setting: a composed engine reports the plain engine of its pool.
+    kinds = _engines.our_aliases(settings.DATABASES)
+    return {alias: _engines.ENGINE_OF_KIND[kind] for alias, kind in kinds.items()}
 
 
 def _alias_snapshot(
@@ -165,9 +160,9 @@ def _pool_measures(alias: str) -> dict[str, Any]:
     if entry is None:
         return {}
     adapter = entry.adapter
-    if entry.engine == _QUEUEPOOL:
-        return {ENGINE: _QUEUEPOOL, **_queuepool_measures(adapter.pool, adapter.lane)}
-    return {ENGINE: _NATIVE, **_native_measures(adapter.stats())}
+    if entry.engine == _engines.QUEUEPOOL_ENGINE:
+        return {ENGINE: entry.engine, **_queuepool_measures(adapter.pool, adapter.lane)}
+    return {ENGINE: _engines.NATIVE_ENGINE, **_native_measures(adapter.stats())}
 
 
 def _native_measures(stats: Mapping[str, int]) -> dict[str, Any]:

@@ -129,16 +129,17 @@ def test_test_settings_pass_every_check() -> None:
     assert checks.check_databases() == []
 
 
-def test_integration_checks_are_those_of_the_integrations() -> None:
-    from django_pg_real_pool import dramatiq
+def test_integration_checks_are_the_runner_checks() -> None:
+    import importlib.util
 
-    expected = list(dramatiq.system_check_messages())
-    try:
-        from django_pg_real_pool import celery
-    except ModuleNotFoundError as exc:
-        assert exc.name == "django_pg_real_pool.celery"
-    else:
-        expected += celery.system_check_messages()
+    from django_pg_real_pool._checks_runners import RUNNER_CHECKS
+
+    expected = [
+        message
+        for _, requirement, check in RUNNER_CHECKS
+        if importlib.util.find_spec(requirement) is not None
+        for message in check()
+    ]
     assert checks.check_integrations() == expected
 
 
@@ -247,9 +248,8 @@ def test_manage_py_check_with_the_app_installed(tmp_path: Path) -> None:
     # The dramatiq integration's check is wired in (its middleware is missing).
     assert "(django_pg_real_pool.E101)" in output
     assert "DATABASES['default']" not in output
-    # A subclass engine is not recognised from settings; its own validation runs
-    # only with --database (below).
-    assert "DATABASES['subclass']" not in output
+    # A subclass engine is recognised from settings (its backend is loaded, #17).
+    assert "DATABASES['subclass']: (django_pg_real_pool.E001)" in output
 
 
 def test_manage_py_check_database_without_the_app(tmp_path: Path) -> None:

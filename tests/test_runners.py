@@ -61,26 +61,22 @@ def test_huey_immediate_mode_runs_inside_the_callers_transaction(engine: str) ->
 
 
 def test_huey_check_silent_without_django_huey() -> None:
-    from django_pg_real_pool.huey import system_check_messages
+    from django_pg_real_pool._checks_runners import huey_messages
 
-    assert system_check_messages() == []
+    assert huey_messages() == []
 
 
 def test_rq_worker_classes_and_check_without_django_rq() -> None:
     from rq.worker import SimpleWorker, Worker
 
-    from django_pg_real_pool.rq import (
-        RealPoolSimpleWorker,
-        RealPoolWorker,
-        RealPoolWorkerMixin,
-        system_check_messages,
-    )
+    from django_pg_real_pool._checks_runners import rq_messages
+    from django_pg_real_pool.rq import RealPoolSimpleWorker, RealPoolWorker, RealPoolWorkerMixin
 
     assert issubclass(RealPoolWorker, Worker)
     assert issubclass(RealPoolSimpleWorker, SimpleWorker)
     # The bracket runs first: it wraps RQ's own perform_job and teardown.
     assert RealPoolWorker.__mro__[1] is RealPoolWorkerMixin
-    assert system_check_messages() == []
+    assert rq_messages() == []
 
 
 # -- Django Tasks (django.tasks on Django 6.x, the django_tasks backport on 5.x) --
@@ -176,17 +172,18 @@ def test_tasks_check_reports_a_worker_backend_without_the_hookup() -> None:
     from django.test import override_settings
 
     from django_pg_real_pool import tasks
+    from django_pg_real_pool._checks_runners import tasks_messages
 
     saved = set(tasks._connected)
     tasks._connected.clear()
     try:
         worker = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
         with override_settings(TASKS=worker):
-            [warning] = tasks.system_check_messages()
+            [warning] = tasks_messages()
         assert warning.id == "django_pg_real_pool.W501"
         assert "django_pg_real_pool.tasks.RealPoolTasksConfig" in (warning.hint or "")
         immediate = {"default": {"BACKEND": "django.tasks.backends.immediate.ImmediateBackend"}}
         with override_settings(TASKS=immediate):
-            assert tasks.system_check_messages() == []
+            assert tasks_messages() == []
     finally:
         tasks._connected.update(saved)

@@ -39,6 +39,7 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
 from .. import _fork, _registry  # noqa: E402
 from .._compose import schema_editor_class  # noqa: E402
 from .._credentials import credentials_source  # noqa: E402
+from .._engines import QUEUEPOOL_ENGINE  # noqa: E402
 from .._lease import LeaseMixin  # noqa: E402
 from .._pools import PooledConnection  # noqa: E402
 from .._validate import resolve_isolation_level  # noqa: E402
@@ -46,8 +47,8 @@ from ._pool import QueuePoolAdapter  # noqa: E402
 
 __all__ = ["DatabaseWrapper", "DjPoolMixin", "UnwrapForPostGIS", "creation_class"]
 
-#: The ``ENGINE`` setting of this backend.
-ENGINE = "django_pg_real_pool.dj_db_conn_pool"
+#: The ``ENGINE`` setting of this backend (the name of its pool kind).
+ENGINE = QUEUEPOOL_ENGINE
 
 
 class _GiveBackParkedFirst:

@@ -27,8 +27,7 @@ import psycopg
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import connections
 
-from ... import _advise, telemetry
-from ...checks import ENGINES
+from ... import _advise, _engines, telemetry
 
 #: Our own session's application_name: recognisable, never matching an alias filter.
 APPLICATION_NAME = "django_pg_real_pool pool_status"
@@ -111,9 +110,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        aliases = options["databases"] or [
-            alias for alias, entry in connections.settings.items() if entry.get("ENGINE") in ENGINES
-        ]
+        aliases = options["databases"] or list(_engines.our_aliases(connections.settings))
         if options["advise"]:
             self._advise(aliases, options)
             return
@@ -257,10 +254,8 @@ def _metric(data: Mapping[str, Any], key: str) -> str:
     return _cell(value)
 
 
-_ENGINE_NAMES = {
-    "django_pg_real_pool": "native",
-    "django_pg_real_pool.dj_db_conn_pool": "dj_db_conn_pool",
-}
+# telemetry names an alias's engine by its pool's plain engine: show the pool.
+_ENGINE_NAMES = {engine: kind for kind, engine in _engines.ENGINE_OF_KIND.items()}
 
 
 def _cell(value: Any) -> str:

@@ -101,12 +101,13 @@ _CHECK_SCRIPT = textwrap.dedent(
 
     settings.configure()
     django.setup()
-    from django_pg_real_pool.celery import install, system_check_messages
+    from django_pg_real_pool._checks_runners import celery_messages
+    from django_pg_real_pool.celery import install
 
     def report():
         return [
             {"id": m.id, "level": m.level, "msg": m.msg, "hint": m.hint}
-            for m in system_check_messages()
+            for m in celery_messages()
         ]
 
     out = {"no_celery": report()}

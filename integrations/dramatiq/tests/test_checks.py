@@ -1,4 +1,4 @@
-"""system_check_messages(): the middleware missing, duplicated or not first."""
+"""dramatiq_messages(): the middleware missing, duplicated or not first."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ import pytest
 from dramatiq.brokers.stub import StubBroker
 from dramatiq.middleware import AgeLimit, Retries, TimeLimit
 
-from django_pg_real_pool.dramatiq import RealPoolMiddleware, system_check_messages
+from django_pg_real_pool._checks_runners import dramatiq_messages
+from django_pg_real_pool.dramatiq import RealPoolMiddleware
 from integrations.dramatiq import harness
 
 OURS = "django_pg_real_pool.dramatiq.RealPoolMiddleware"
@@ -35,17 +36,17 @@ def ids(messages: list[Any]) -> list[str]:
 
 
 def test_silent_when_dramatiq_is_not_configured() -> None:
-    assert system_check_messages() == []
+    assert dramatiq_messages() == []
 
 
 def test_first_in_django_dramatiq_settings_is_right(settings: Any) -> None:
     settings.DRAMATIQ_BROKER = {"MIDDLEWARE": [OURS, TIME_LIMIT, ADMIN]}
-    assert system_check_messages() == []
+    assert dramatiq_messages() == []
 
 
 def test_missing_from_django_dramatiq_settings(settings: Any) -> None:
     settings.DRAMATIQ_BROKER = {"MIDDLEWARE": [TIME_LIMIT, ADMIN]}
-    [error] = system_check_messages()
+    [error] = dramatiq_messages()
     assert error.id == "django_pg_real_pool.E101"
     assert "settings.DRAMATIQ_BROKER['MIDDLEWARE']" in error.msg
     assert f"put {OURS!r} first" in str(error.hint)
@@ -53,12 +54,12 @@ def test_missing_from_django_dramatiq_settings(settings: Any) -> None:
 
 def test_missing_middleware_list_counts_as_missing(settings: Any) -> None:
     settings.DRAMATIQ_BROKER = {"BROKER": "dramatiq.brokers.stub.StubBroker"}
-    assert ids(system_check_messages()) == ["django_pg_real_pool.E101"]
+    assert ids(dramatiq_messages()) == ["django_pg_real_pool.E101"]
 
 
 def test_duplicate_entry(settings: Any) -> None:
     settings.DRAMATIQ_BROKER = {"MIDDLEWARE": [OURS, TIME_LIMIT, RealPoolMiddleware()]}
-    [error] = system_check_messages()
+    [error] = dramatiq_messages()
     assert error.id == "django_pg_real_pool.E102"
     assert "2 times" in error.msg
     assert "positions [0, 2]" in error.msg
@@ -67,7 +68,7 @@ def test_duplicate_entry(settings: Any) -> None:
 
 def test_wrong_position_names_what_runs_after_it(settings: Any) -> None:
     settings.DRAMATIQ_BROKER = {"MIDDLEWARE": [TIME_LIMIT, ADMIN, OURS]}
-    [warning] = system_check_messages()
+    [warning] = dramatiq_messages()
     assert warning.id == "django_pg_real_pool.W103"
     assert "position 2" in warning.msg
     assert "after TimeLimit, AdminMiddleware" in warning.msg
@@ -76,7 +77,7 @@ def test_wrong_position_names_what_runs_after_it(settings: Any) -> None:
 
 def test_duplicate_and_misplaced(settings: Any) -> None:
     settings.DRAMATIQ_BROKER = {"MIDDLEWARE": [TIME_LIMIT, OURS, OURS]}
-    assert ids(system_check_messages()) == [
+    assert ids(dramatiq_messages()) == [
         "django_pg_real_pool.E102",
         "django_pg_real_pool.W103",
     ]
@@ -87,14 +88,14 @@ def test_subclass_counts_as_the_middleware(settings: Any) -> None:
         pass
 
     settings.DRAMATIQ_BROKER = {"MIDDLEWARE": [Custom(strict=True), TIME_LIMIT]}
-    assert system_check_messages() == []
+    assert dramatiq_messages() == []
 
 
 def test_plain_dramatiq_broker_appended_last() -> None:
     broker = StubBroker(middleware=[AgeLimit(), TimeLimit(), Retries()])
     broker.add_middleware(RealPoolMiddleware())
     dramatiq.set_broker(broker)
-    [warning] = system_check_messages()
+    [warning] = dramatiq_messages()
     assert warning.id == "django_pg_real_pool.W103"
     assert "the dramatiq broker's middleware" in warning.msg
     assert "broker.add_middleware(RealPoolMiddleware(), before=AgeLimit)" in str(warning.hint)
@@ -104,12 +105,12 @@ def test_plain_dramatiq_broker_first_is_right() -> None:
     broker = StubBroker(middleware=[AgeLimit(), TimeLimit()])
     broker.add_middleware(RealPoolMiddleware(), before=AgeLimit)
     dramatiq.set_broker(broker)
-    assert system_check_messages() == []
+    assert dramatiq_messages() == []
 
 
 def test_plain_dramatiq_broker_without_it() -> None:
     dramatiq.set_broker(StubBroker(middleware=[TimeLimit()]))
-    [error] = system_check_messages()
+    [error] = dramatiq_messages()
     assert error.id == "django_pg_real_pool.E101"
     assert "before=TimeLimit" in str(error.hint)
 
@@ -121,7 +122,7 @@ def test_silent_when_no_alias_uses_this_engine(settings: Any) -> None:
             alias: {**entry, "ENGINE": "django.db.backends.postgresql"}
             for alias, entry in settings.DATABASES.items()
         }
-    assert system_check_messages() == []
+    assert dramatiq_messages() == []
 
 
 @pytest.mark.e2e
