@@ -20,16 +20,19 @@ from django_pg_real_pool import _engines, checks, telemetry
 from tests.support.aliases import extra_alias
 from tests.support.pgstat import sessions, wait_until
 
+# Composed engines that need no optional package, so that these tests run in
+# every environment (the ready .postgis/.tenants/.prometheus engines are
+# exercised end to end in integrations/composed).
 USER_ENGINE = "tests.support.userengine"
+USER_ENGINE_NATIVE = "tests.support.userengine_native"
 
 
 @pytest.mark.parametrize(
     ("engine", "kind"),
     [
         ("django_pg_real_pool", "native"),
-        ("django_pg_real_pool.prometheus", "native"),
+        (USER_ENGINE_NATIVE, "native"),
         ("django_pg_real_pool.dj_db_conn_pool", "dj_db_conn_pool"),
-        ("django_pg_real_pool.dj_db_conn_pool.prometheus", "dj_db_conn_pool"),
         (USER_ENGINE, "dj_db_conn_pool"),
         ("django.db.backends.postgresql", None),
         ("django.db.backends.sqlite3", None),
@@ -41,35 +44,35 @@ def test_pool_kind_of_each_engine(engine: str, kind: str | None) -> None:
 
 
 def test_pool_status_lists_a_composed_alias_with_its_pool(admin: psycopg.Connection[Any]) -> None:
-    engine = "django_pg_real_pool.dj_db_conn_pool.prometheus"
+    engine = USER_ENGINE
     settings_dict = copy.deepcopy(connections.settings["djpool"])
-    settings_dict.update(ENGINE=engine, OPTIONS={"application_name": "pgrp-prometheus_dj"})
+    settings_dict.update(ENGINE=engine, OPTIONS={"application_name": "pgrp-composed_dj"})
     # The query runs before the alias is in settings: pytest-django forbids a
     # configured alias that the test's databases did not name.
-    wrapper = load_backend(engine).DatabaseWrapper(settings_dict, "prometheus_dj")
+    wrapper = load_backend(engine).DatabaseWrapper(settings_dict, "composed_dj")
     try:
         with wrapper.cursor() as cursor:
             cursor.execute("SELECT pg_backend_pid()")
             (pid,) = cursor.fetchone()
         with (
             modify_settings(INSTALLED_APPS={"append": "django_pg_real_pool"}),
-            extra_alias("prometheus_dj", "djpool", ENGINE=engine),
+            extra_alias("composed_dj", "djpool", ENGINE=engine),
         ):
             out = StringIO()
             call_command("pool_status", "--json", stdout=out)
             data = json.loads(out.getvalue())
-            snapshot = telemetry.snapshot()["prometheus_dj"]
+            snapshot = telemetry.snapshot()["composed_dj"]
     finally:
         wrapper.close()
         wrapper.close_pool()
-    assert "prometheus_dj" in data["pools"]
-    pool = data["pools"]["prometheus_dj"]
+    assert "composed_dj" in data["pools"]
+    pool = data["pools"]["composed_dj"]
     assert pool[telemetry.ENGINE] == snapshot[telemetry.ENGINE] == _engines.QUEUEPOOL_ENGINE
     assert pool[telemetry.CONNECTION_COUNT] == {"idle": 1, "used": 0}
     # The server's view, as the command shows it: the alias's one session.
-    assert [row["pid"] for row in data["server"]["prometheus_dj"]] == [pid]
+    assert [row["pid"] for row in data["server"]["composed_dj"]] == [pid]
     # close_pool() ended it on the server too.
-    assert wait_until(lambda: sessions(admin, "prometheus_dj") == [], timeout=5)
+    assert wait_until(lambda: sessions(admin, "composed_dj") == [], timeout=5)
 
 
 def test_app_check_covers_a_user_engine_alias() -> None:
