@@ -21,7 +21,7 @@ change from writer to read-only is a failover.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from psycopg.pq.abc import PGconn
@@ -36,6 +36,15 @@ def is_read_only(pgconn: PGconn) -> bool:
     """What the server last reported: read-only by default, or a standby."""
     status = pgconn.parameter_status
     return status(_READ_ONLY) == b"on" or status(_STANDBY) == b"on"
+
+
+def close_if_failed_over(raw: Any) -> bool:
+    """At a return: close ``raw`` if it was opened on a writer that now reports
+    read-only, and say so (the adapter then drains its pool)."""
+    if raw.pgrp_state.writer and not raw.closed and is_read_only(raw.pgconn):
+        raw.close()
+        return True
+    return False
 
 
 def log_drain(alias: str) -> None:

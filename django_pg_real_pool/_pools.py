@@ -262,13 +262,10 @@ class NativePool:
         # lane counting one connection too few (borrowers then try the pool,
         # and wait there), never one too many (they would queue for nothing).
         lane.lent.discard(conn)
-        state = conn.pgrp_state
-        failover = state.writer and not conn.closed and _failover.is_read_only(conn.pgconn)
-        if failover:
-            conn.close()
+        failover = _failover.close_if_failed_over(conn)
         self._pool.putconn(conn)
         lane.returned()
-        if failover and state.lent_at > self._drained_at:
+        if failover and conn.pgrp_state.lent_at > self._drained_at:
             self.drain()
 
     def drain(self) -> None:

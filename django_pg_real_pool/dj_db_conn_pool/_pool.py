@@ -73,10 +73,7 @@ class QueuePoolAdapter:
         # Uncounted first (see NativePool.putconn).
         self.lane.lent.discard(conn)
         raw = conn.driver_connection
-        state = raw.pgrp_state
-        failover = state.writer and not raw.closed and _failover.is_read_only(raw.pgconn)
-        if failover:
-            raw.close()
+        failover = _failover.close_if_failed_over(raw)
         if (
             raw.closed
             # Disposed since (close_pool(), django-db-connection-pool's test
@@ -89,7 +86,7 @@ class QueuePoolAdapter:
         else:
             conn.close()
         self.lane.returned()
-        if failover and state.lent_at > self._drained_at:
+        if failover and raw.pgrp_state.lent_at > self._drained_at:
             self.drain()
 
     def drain(self) -> None:
