@@ -17,7 +17,8 @@ from typing import Any
 
 import psycopg
 
-from tests.support.pgserver import DSN_ENV, PostgresServer, system_bindir_with
+from tests.support.pgserver import DSN_ENV, PostgresServer, free_port, system_bindir_with
+from tests.support.processes import ManagedProcess
 
 REPO = Path(__file__).resolve().parents[2]
 APP_NAME = "pgrp-composed"
@@ -54,24 +55,66 @@ def scratch_database(server_dsn: str, name: str) -> str:
     return psycopg.conninfo.make_conninfo(server_dsn, dbname=name)
 
 
-def run_scenario(
-    name: str, dsn: str, *, backend: str, pool: str, env: dict[str, str] | None = None
-) -> dict[str, Any]:
-    """Run scenario ``name`` on ``dsn`` with the composed engine; its report."""
-    env = {
+def composed_env(dsn: str, *, backend: str, pool: str, **extra: str) -> dict[str, str]:
+    """The environment ``settings.py`` reads (``extra``: more variables)."""
+    return {
         **os.environ,
-        **(env or {}),
+        **extra,
         DSN_ENV: dsn,
         "COMPOSED_BACKEND": backend,
         "COMPOSED_POOL": pool,
         "COMPOSED_APP_NAME": APP_NAME,
         "DJANGO_SETTINGS_MODULE": "integrations.composed.settings",
     }
+
+
+@contextlib.contextmanager
+def serve_tenants(
+    dsn: str, tenants: list[str], *, pool: str, threads: int, env: dict[str, str]
+) -> Iterator[str]:
+    """The tenant web project on ``dsn`` (migrated, ``tenants`` created by
+    the ``tenants_web_setup`` scenario) under gunicorn, one process with
+    ``threads`` threads; yields its base URL and stops it at exit."""
+    env = {**env, "COMPOSED_TENANTS": ",".join(tenants)}
+    run_scenario("tenants_web_setup", dsn, backend="tenants", pool=pool, env=env)
+    port = free_port()
+    process = ManagedProcess(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "--worker-class",
+            "gthread",
+            "--workers",
+            "1",
+            "--threads",
+            str(threads),
+            "--bind",
+            f"127.0.0.1:{port}",
+            "integrations.composed.wsgi:application",
+        ],
+        env=composed_env(dsn, backend="tenants", pool=pool, **env),
+        cwd=REPO,
+        name="gunicorn-tenants",
+    ).start()
+    try:
+        # The worker's boot line comes after the listening socket is bound.
+        process.wait_for_output(r"Booting worker with pid", timeout=60)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.stop()
+        process.log_path.unlink(missing_ok=True)
+
+
+def run_scenario(
+    name: str, dsn: str, *, backend: str, pool: str, env: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """Run scenario ``name`` on ``dsn`` with the composed engine; its report."""
     result = subprocess.run(
         [sys.executable, "-m", "integrations.composed.scenarios", name],
         cwd=REPO,
         check=False,  # the report or the output explains a failure
-        env=env,
+        env=composed_env(dsn, backend=backend, pool=pool, **(env or {})),
         capture_output=True,
         text=True,
         timeout=240,

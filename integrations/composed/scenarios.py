@@ -22,6 +22,7 @@ from tests.support.concurrent import on_threads
 THREADS = 32
 APP_NAME = os.environ.get("COMPOSED_APP_NAME", "pgrp-composed")
 WRITES_PER_THREAD = 10
+SEED_NOTES = 3
 
 
 def _admin() -> psycopg.Connection[Any]:
@@ -250,6 +251,28 @@ def tenants() -> dict[str, Any]:
     return report
 
 
+def tenants_web_setup() -> dict[str, Any]:
+    """Shared migrations, then the tenants of ``COMPOSED_TENANTS`` (schema
+    names), each with its domain ``<schema>.localhost`` and ``SEED_NOTES``
+    notes ``<schema>-seed-<i>``: what the tenant web project serves."""
+    from django.core.management import call_command
+    from django.db import connection
+
+    from integrations.composed.notes_app.models import Note
+    from integrations.composed.tenant_app.models import Client, Domain
+
+    call_command("migrate_schemas", shared=True, verbosity=0, interactive=False)
+    schemas = os.environ["COMPOSED_TENANTS"].split(",")
+    for schema in schemas:
+        # Saving a tenant creates its schema and migrates it.
+        client = Client.objects.create(schema_name=schema, name=schema)
+        Domain.objects.create(domain=f"{schema}.localhost", tenant=client, is_primary=True)
+        connection.set_tenant(client)
+        Note.objects.bulk_create(Note(text=f"{schema}-seed-{i}") for i in range(SEED_NOTES))
+        connection.set_schema_to_public()
+    return {"tenants": schemas}
+
+
 def _count_warnings(logger: Any) -> list[str]:
     """Messages of the warnings ``logger`` emits from now on (the engine warns
     when a statement pins a connection)."""
@@ -314,6 +337,7 @@ SCENARIOS: dict[str, Callable[[], dict[str, Any]]] = {
     "postgis": postgis,
     "tenants": tenants,
     "prometheus": prometheus,
+    "tenants_web_setup": tenants_web_setup,
 }
 
 
