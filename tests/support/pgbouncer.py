@@ -10,6 +10,7 @@ with apt-get when running as root and it is missing (CI runs as root on Debian).
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -50,6 +51,24 @@ def find_pgbouncer(*, install: bool) -> tuple[str | None, str]:
     return None, f"apt-get install pgbouncer failed: {tail[0]}"
 
 
+def pgbouncer_version(binary: str) -> tuple[int, ...]:
+    """The version of the ``pgbouncer`` at ``binary`` (``pgbouncer --version``)."""
+    out = subprocess.run([binary, "--version"], capture_output=True, text=True, check=False)
+    match = re.search(r"PgBouncer (\d+(?:\.\d+)*)", out.stdout + out.stderr)
+    return tuple(int(part) for part in match.group(1).split(".")) if match else ()
+
+
+def apt_candidate_version(package: str = "pgbouncer") -> str:
+    """The version ``apt-get install`` would give from the configured sources, or ""."""
+    if shutil.which("apt-cache") is None:
+        return ""
+    out = subprocess.run(
+        ["apt-cache", "policy", package], capture_output=True, text=True, check=False
+    ).stdout
+    match = re.search(r"Candidate:\s*(\S+)", out)
+    return match.group(1) if match and match.group(1) != "(none)" else ""
+
+
 class PgBouncer:
     """One pgbouncer process: ``pool_size`` server connections to ``dbname``."""
 
@@ -61,6 +80,7 @@ class PgBouncer:
         pool_size: int,
         wait_timeout: float,
         max_client_conn: int = 1024,
+        extra: tuple[str, ...] = (),
     ) -> None:
         params = psycopg.conninfo.conninfo_to_dict(server_dsn)
         self.binary = binary
@@ -69,6 +89,8 @@ class PgBouncer:
         self.pool_size = pool_size
         self.wait_timeout = wait_timeout
         self.max_client_conn = max_client_conn
+        # More ``key = value`` lines of the [pgbouncer] section.
+        self.extra = extra
         self.port = free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="pgrp-pgbouncer-"))
         self.process: ManagedProcess | None = None
@@ -108,6 +130,7 @@ class PgBouncer:
                 f"logfile = {self.dir / 'pgbouncer.log'}",
                 "log_connections = 0",
                 "log_disconnections = 0",
+                *self.extra,
                 "",
             ]
         )
