@@ -10,6 +10,9 @@ A project's ``settings.py`` calls these with its own variable prefix (``HQ``,
 - ``P_APP_NAME``: ``application_name`` of the worker's sessions, to find
   them in ``pg_stat_activity``.
 - ``P_LEAK_LOG``: a file receiving the bracket's leak records as JSON lines.
+- ``P_REPLAY``: ``1`` turns on ``OPTIONS["real_pool"]["replay"]`` (``search_path``,
+  ``role``, ``app.*``) on the real engine: plain ``SET``s become the task's
+  context, replayed on each borrow (the tenant-per-message cases).
 """
 
 from __future__ import annotations
@@ -52,6 +55,12 @@ def databases(
     dsn = conninfo_to_dict(text)
     max_size = os.environ.get(max_size_env or f"{prefix}_POOL_MAX_SIZE", "4")
     timeout = os.environ.get(timeout_env or f"{prefix}_POOL_TIMEOUT", "10")
+    options: dict[str, Any] = {
+        "application_name": os.environ.get(f"{prefix}_APP_NAME", app_name),
+        "pool": {"min_size": 1, "max_size": int(max_size), "timeout": float(timeout)},
+    }
+    if os.environ.get(f"{prefix}_REPLAY") == "1" and engine_kind(prefix) == "real":
+        options["real_pool"] = {"replay": ["search_path", "role", "app.*"]}
     return {
         "default": {
             "ENGINE": ENGINES[engine_kind(prefix)],
@@ -61,10 +70,7 @@ def databases(
             "HOST": dsn.get("host", ""),
             "PORT": str(dsn.get("port", "")),
             "CONN_MAX_AGE": 0,
-            "OPTIONS": {
-                "application_name": os.environ.get(f"{prefix}_APP_NAME", app_name),
-                "pool": {"min_size": 1, "max_size": int(max_size), "timeout": float(timeout)},
-            },
+            "OPTIONS": options,
         }
     }
 

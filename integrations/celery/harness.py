@@ -80,6 +80,8 @@ class WorkerConfig:
     max_size: int = 4
     strict: bool = False
     leak_log: Path | None = None
+    #: ``PGRP_CELERY_REPLAY=1``: the replay option on (the tenant cases).
+    replay: bool = False
 
     def command(self) -> list[str]:
         return [
@@ -115,6 +117,7 @@ class WorkerConfig:
             "PGRP_CELERY_MAX_SIZE": str(self.max_size),
             "PGRP_CELERY_APP_NAME": self.app_name,
             "PGRP_CELERY_STRICT": "1" if self.strict else "0",
+            "PGRP_CELERY_REPLAY": "1" if self.replay else "0",
             # Django's system checks at worker start: slow, and not tested here.
             "CELERY_SKIP_CHECKS": "1",
         }

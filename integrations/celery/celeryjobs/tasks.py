@@ -20,8 +20,12 @@ from django.db import OperationalError, connection, transaction
 from psycopg_pool import PoolTimeout
 
 from django_pg_real_pool import PoolExhausted, pinned
+from integrations._common import actors, tenancy
 
 from .models import Entry
+
+# The tenant-per-message tasks (integrations._common.tenancy).
+globals().update(actors.define(__name__, shared_task, tenancy.TASKS))
 
 # Cursors a task "forgot": referenced here so nothing closes them.
 _forgotten_cursors: list[Any] = []

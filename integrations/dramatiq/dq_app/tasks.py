@@ -15,7 +15,7 @@ import dramatiq
 from django.db import connection, transaction
 
 from django_pg_real_pool import pinned
-from integrations._common import actors
+from integrations._common import actors, tenancy
 
 from .models import Note
 
@@ -27,6 +27,8 @@ OPTIONS: dict[str, Any] = {"max_retries": 0, "store_results": True}
 globals().update(
     actors.define(__name__, lambda fn: dramatiq.actor(fn, **OPTIONS), (actors.load, *actors.LEAKS))
 )
+# The tenant-per-message tasks (integrations._common.tenancy).
+globals().update(actors.define(__name__, lambda fn: dramatiq.actor(fn, **OPTIONS), tenancy.TASKS))
 
 
 # -- what the next message sees ----------------------------------------------------
