@@ -20,6 +20,11 @@ def database(
     return entry
 
 
+def replaying(entry: dict[str, Any]) -> dict[str, Any]:
+    entry["OPTIONS"]["real_pool"] = {"replay": ["search_path", "role", "app.*"]}
+    return entry
+
+
 def build(dsn: str) -> dict[str, Any]:
     return {
         "DATABASES": {
@@ -40,6 +45,16 @@ def build(dsn: str) -> dict[str, Any]:
                 TEST={"MIRROR": "default"},
                 pool_size=1,
             ),
+            # One connection each, with the replay option (#18).
+            **{
+                alias: replaying(
+                    database(engine, dsn, alias, TEST={"MIRROR": "default"}, pool_size=1)
+                )
+                for alias, engine in (
+                    ("replay", "django_pg_real_pool"),
+                    ("replay_dj", "django_pg_real_pool.dj_db_conn_pool"),
+                )
+            },
         },
         "INSTALLED_APPS": ["tests.testapp"],
         "USE_TZ": True,
