@@ -14,7 +14,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import request_finished, request_started
 from django.db import connections, transaction
 
-from django_pg_real_pool import SessionContextError, pinned, session_context
+from django_pg_real_pool import SessionContextError, pinned, session_context, task_scope
 from django_pg_real_pool._settings import parse_settings
 from tests.support.aliases import extra_alias
 from tests.support.pgstat import backend_gone, statement_counts, wait_until
@@ -333,3 +333,38 @@ def test_unknown_alias_and_unpooled_alias_are_rejected() -> None:
 def test_bad_replay_option_names_the_setting(replay: Any) -> None:
     with pytest.raises(ImproperlyConfigured, match=r"\['real_pool'\]\['replay'\]"):
         parse_settings("tenants", {"real_pool": {"replay": replay}})
+
+
+# -- task brackets ------------------------------------------------------------------
+
+
+def test_task_bracket_clears_and_reports_a_context_left_entered(
+    engine: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    scope = task_scope("tenant-task")
+    with scope:
+        session_context(engine, settings={TENANT: "leaked"}).__enter__()
+        assert seen(engine)[0] == "leaked"
+    assert [leak.alias for leak in scope.leaks] == [engine]
+    assert "session_context() left entered (app.tenant_id='leaked')" in scope.leaks[0].describe()
+    assert any(r.levelname == "ERROR" and "tenant-task" in r.getMessage() for r in caplog.records)
+    # The next task on this thread starts from the defaults.
+    with task_scope("next-task") as scope:
+        assert seen(engine)[0] is None
+    assert scope.leaks == []
+
+
+def test_task_bracket_ends_recorded_state_silently(replaying: str) -> None:
+    with task_scope("replaying-task") as scope:
+        query(replaying, "SET app.tenant_id = 'task-1'")
+        assert seen(replaying)[0] == "task-1"
+    assert scope.leaks == []
+    assert seen(replaying)[0] is None
+
+
+def test_task_bracket_keeps_the_context_it_started_in(engine: str) -> None:
+    with session_context(engine, settings={TENANT: "cron"}):
+        with task_scope("per-tenant-job") as scope:
+            assert seen(engine)[0] == "cron"
+        assert scope.leaks == []
+        assert seen(engine)[0] == "cron"
