@@ -45,14 +45,17 @@ def build(dsn: str) -> dict[str, Any]:
                 TEST={"MIRROR": "default"},
                 pool_size=1,
             ),
-            # One connection each, with the replay option (#18).
+            # With the replay option (#18): one connection each, and four for
+            # the row-level security fuzz.
             **{
                 alias: replaying(
-                    database(engine, dsn, alias, TEST={"MIRROR": "default"}, pool_size=1)
+                    database(engine, dsn, alias, TEST={"MIRROR": "default"}, pool_size=size)
                 )
-                for alias, engine in (
-                    ("replay", "django_pg_real_pool"),
-                    ("replay_dj", "django_pg_real_pool.dj_db_conn_pool"),
+                for alias, engine, size in (
+                    ("replay", "django_pg_real_pool", 1),
+                    ("replay_dj", "django_pg_real_pool.dj_db_conn_pool", 1),
+                    ("rls", "django_pg_real_pool", 4),
+                    ("rls_dj", "django_pg_real_pool.dj_db_conn_pool", 4),
                 )
             },
         },
