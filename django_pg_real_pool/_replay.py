@@ -92,6 +92,16 @@ def forget(state: ConnState | None, keys: list[str]) -> None:
 
 def apply(wrapper: LeaseMixin, raw: Any, state: ConnState, want: Values | None) -> None:
     """Send the difference between ``state.replayed`` and ``want`` in one round trip."""
+    if state.pooler:
+        # Each transaction may run on another server session: what set_config
+        # leaves on one would reach another client, and miss this one.
+        raise SessionContextError(
+            f"database alias {wrapper.alias!r} reaches PostgreSQL through a transaction-mode "
+            "pooler: session values do not stay with one client there. Set them with SET "
+            "LOCAL / set_config(..., true) inside atomic(), or connect directly (or through "
+            f"a session-mode pooler, with DATABASES[{wrapper.alias!r}]['OPTIONS']"
+            "['real_pool']['pooler'] = 'off')."
+        )
     have = dict(state.replayed or ())
     wanted = dict(want or ())
     changes: list[tuple[str, str | None]] = [(k, v) for k, v in wanted.items() if have.get(k) != v]
