@@ -78,7 +78,7 @@ def make_loops(pool: Any) -> dict[str, Callable[[int], Timing]]:
     """name -> loop(n) returning (wall seconds, process CPU seconds) for n queries."""
     from django.db import connections, transaction
 
-    from django_pg_real_pool import pinned
+    from django_pg_real_pool import pinned, session_context
 
     def raw_held(n: int) -> Timing:
         conn = pool.getconn()
@@ -122,7 +122,13 @@ def make_loops(pool: Any) -> dict[str, Callable[[int], Timing]]:
             with pinned(using=alias):
                 return run(n)
 
-        return {"held": held, "pinned": pinned_held}.get(mode, run)
+        def one_tenant(n: int) -> Timing:
+            # Every borrow inside a session_context already carried by the
+            # connection: the check at each borrow, no round trip.
+            with session_context(alias, settings={"app.tenant_id": "1"}):
+                return run(n)
+
+        return {"held": held, "pinned": pinned_held, "tenant": one_tenant}.get(mode, run)
 
     return {
         "raw_held": raw_held,
@@ -132,6 +138,7 @@ def make_loops(pool: Any) -> dict[str, Callable[[int], Timing]]:
         "real_held": django_loop("default", "held"),
         "real_pinned": django_loop("default", "pinned"),
         "real": django_loop("default", "release"),
+        "real_tenant": django_loop("default", "tenant"),
         "realdj_held": django_loop("realdj", "held"),
         "realdj": django_loop("realdj", "release"),
     }
@@ -145,6 +152,7 @@ LABELS = {
     "real_held": "django_pg_real_pool, inside atomic() (held)",
     "real_pinned": "django_pg_real_pool, inside pinned() (held, autocommit)",
     "real": "django_pg_real_pool, released after each query",
+    "real_tenant": "django_pg_real_pool, released, inside session_context (one tenant)",
     "realdj_held": "django_pg_real_pool.dj_db_conn_pool, inside atomic() (held)",
     "realdj": "django_pg_real_pool.dj_db_conn_pool, released after each query",
 }
@@ -157,6 +165,7 @@ PAIRS = (
     ("stock_held", "stock_naive"),
     ("real_held", "real"),
     ("real_pinned", "real"),
+    ("real", "real_tenant"),
     ("realdj_held", "realdj"),
 )
 
@@ -199,6 +208,32 @@ def session_check_costs() -> dict[str, float]:
         best = min(timeit.repeat(one, number=number, repeat=5))
         costs[label] = best / number * 1e9
     return costs
+
+
+def context_check_costs() -> dict[str, float]:
+    """ns per borrow of the session-context check (``_replay.on_borrow``)
+    when it sends nothing: no context anywhere, and a connection already
+    carrying the borrower's tenant (an equal value from another request)."""
+    from types import SimpleNamespace
+
+    from django_pg_real_pool import _replay, session_context
+
+    wrapper: Any = SimpleNamespace(alias="default")
+    state: Any = SimpleNamespace(replayed=None)
+    number = 200_000
+    costs = {}
+
+    def one() -> None:
+        _replay.on_borrow(wrapper, None, state)
+
+    costs["no session_context anywhere"] = min(timeit.repeat(one, number=number, repeat=5))
+    with session_context("default", settings={"app.tenant_id": "1"}):
+        # Applied by an earlier request: equal, not the same object.
+        state.replayed = (("app.tenant_id", "1"),)
+        costs["same tenant as the connection carries"] = min(
+            timeit.repeat(one, number=number, repeat=5)
+        )
+    return {label: best / number * 1e9 for label, best in costs.items()}
 
 
 def enable_telemetry() -> Callable[[], int]:
@@ -275,6 +310,7 @@ OVERHEADS = {
     "django_pg_real_pool (native pool)": ("real_held", "real"),
     "django_pg_real_pool (native) vs held in autocommit (pinned())": ("real_pinned", "real"),
     "django_pg_real_pool.dj_db_conn_pool": ("realdj_held", "realdj"),
+    "session_context, same tenant back to back (vs no context)": ("real", "real_tenant"),
     "django_pg_real_pool released vs stock held (all costs)": ("stock_held", "real"),
     "cursor bookkeeping on a held connection (real held - stock held)": ("stock_held", "real_held"),
 }
@@ -312,6 +348,7 @@ def main() -> None:
             wall, cpu = measure(loops, args.rounds, args.queries)
             collected = collect() if collect is not None else 0
             checks = session_check_costs()
+            context_checks = context_check_costs()
             profile_text = (
                 profile(loops["real"], args.profile_queries, args.profile) if args.profile else ""
             )
@@ -363,6 +400,9 @@ def main() -> None:
     print("\n### Session-state SQL check (`_session.session_state_of`), per statement\n")
     rows = [[label, f"{ns:.0f}"] for label, ns in checks.items()]
     print(h.markdown_table(["statement", "ns/call"], rows))
+    print("\n### Session-context check at each borrow (`_replay.on_borrow`), nothing sent\n")
+    rows = [[label, f"{ns:.0f}"] for label, ns in context_checks.items()]
+    print(h.markdown_table(["case", "ns/borrow"], rows))
     note = telemetry_note(args.telemetry)
     print(f"\nTelemetry: {note}.")
     if collected:
@@ -380,6 +420,7 @@ def main() -> None:
         "overhead_cpu_us_per_query": cpu_over,
         "overhead_best_us_per_query": best_over,
         "ratio_to_floor": ratio,
+        "context_check_ns": context_checks,
         "session_check_ns": checks,
         "telemetry": note,
     }

@@ -8,21 +8,24 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .errors import LeakedConnection, PoolExhausted, SessionStateError
+from .errors import LeakedConnection, PoolExhausted, SessionContextError, SessionStateError
 
 __version__ = "0.1.0"
 
 __all__ = [
     "LeakedConnection",
     "PoolExhausted",
+    "SessionContextError",
     "SessionStateError",
     "__version__",
     "invalidate_setup",
     "pinned",
+    "session_context",
     "task_scope",
 ]
 
 if TYPE_CHECKING:
+    from ._context import session_context
     from ._pinned import pinned
     from ._scope import task_scope
     from ._setup import invalidate_setup
@@ -39,6 +42,10 @@ def __getattr__(name: str) -> Any:
         from ._setup import invalidate_setup
 
         return invalidate_setup
+    if name == "session_context":
+        from ._context import session_context
+
+        return session_context
     if name == "task_scope":
         from ._scope import task_scope
 

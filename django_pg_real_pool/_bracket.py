@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from psycopg.pq import TransactionStatus
 
-from . import _registry
+from . import _context, _registry
 
 if TYPE_CHECKING:
     from ._lease import LeaseMixin
@@ -169,19 +169,69 @@ def check_and_repair(label: str, task_id: str | None, *, phase: str) -> list[Lea
 def begin(label: str, task_id: str | None) -> list[Leak]:
     """At task start: the thread must be clean; clean and report if not.
 
-    Marks the thread as inside ``label``'s bracket until :func:`end`.
+    Marks the thread as inside ``label``'s bracket until :func:`end`, and
+    remembers the session context (``_context.py``) the task starts in.
     """
     leaks = check_and_repair(label, task_id, phase="before the task started (left by earlier code)")
     _current.label = label
+    _current.context = _context.snapshot()
     return leaks
 
 
 def end(label: str, task_id: str | None) -> list[Leak]:
-    """At task end (every exit): check, repair, report. Safe to repeat."""
+    """At task end (every exit): check, repair, report. Safe to repeat.
+
+    The session context goes back to what the task started in: what the
+    replay option recorded ends silently (as at ``close()``); a
+    ``session_context`` block entered and never exited is a leak.
+    """
     # Cleared first: an asynchronous exception in the check must not leave
     # the thread marked as inside a task for good.
     _current.label = None
-    return check_and_repair(label, task_id, phase="at task end")
+    before = getattr(_current, "context", None)
+    _current.context = None
+    leaks = check_and_repair(label, task_id, phase="at task end")
+    return _context_leaks(label, task_id, before, leaks)
+
+
+def _context_leaks(label: str, task_id: str | None, before: Any, leaks: list[Leak]) -> list[Leak]:
+    """Restore the session context to ``before``; add what was left entered."""
+    left = _context.restore(before)
+    if not left:
+        return leaks
+    by_alias = {leak.alias: leak for leak in leaks}
+    for alias, values in left.items():
+        problem = f"session_context() left entered ({values})"
+        logger.error(
+            "%s (id %s) leaked on database alias %r at task end: %s. Cleaned up: the next "
+            "task starts without it.",
+            label,
+            task_id or "-",
+            alias,
+            problem,
+            extra={
+                "pgrp_task": label,
+                "pgrp_task_id": task_id,
+                "pgrp_alias": alias,
+                "pgrp_problems": [problem],
+            },
+        )
+        found = by_alias.get(alias)
+        by_alias[alias] = dataclasses.replace(
+            found or Leak(alias, ()), problems=(*(found.problems if found else ()), problem)
+        )
+        if found is None:
+            _count_leak(alias)
+    return list(by_alias.values())
+
+
+def _count_leak(alias: str) -> None:
+    from django.db import connections
+
+    wrapper = connections[alias]
+    counters = getattr(wrapper, "_lease_counters", None)
+    if counters is not None:
+        counters["leaks"] += 1
 
 
 def current_task() -> str | None:
@@ -214,6 +264,8 @@ def leaked_error(label: str, task_id: str | None, leaks: list[Leak]) -> LeakedCo
 def release_thread(label: str) -> list[Leak]:
     """Before a worker thread stops: return everything it holds."""
     _current.label = None
+    _current.context = None
+    _context.restore(None)
     return check_and_repair(label, None, phase="at thread shutdown")
 
 

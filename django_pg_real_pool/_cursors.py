@@ -81,7 +81,7 @@ class LeasedCursorMixin:
         if self._gen != db._lease_gen or not self._holding:
             self._check_usable()
         if session_state_of(sql) is not None:
-            db._lease_inspect(sql)
+            db._lease_inspect(sql, params)
         return super().execute(sql, params)  # type: ignore[misc]
 
     def executemany(self, sql: Any, param_list: Any) -> Any:

@@ -38,7 +38,7 @@ from django.utils.asyncio import async_unsafe
 from psycopg.pq import TransactionStatus
 from psycopg_pool import TooManyRequests
 
-from . import _counters, _leaks, _registry, _session, _session_policy, _setup
+from . import _context, _counters, _leaks, _registry, _replay, _session, _session_policy, _setup
 from ._compat import DJANGO_ENSURE_CONNECTION, check_not_async
 from ._cursors import (
     LeasedCursorDebugWrapper,
@@ -257,6 +257,8 @@ class LeaseMixin(ConnectionSetupMixin):
         self.validate_thread_sharing()
         self.run_on_commit = []
         self._lease_sticky = False
+        # What the replay option recorded ends here, as a pin would (_context.py).
+        _context.drop_recorded(self.alias)
         if self.closed_in_transaction or self.connection is None:
             return
         try:
@@ -265,6 +267,13 @@ class LeaseMixin(ConnectionSetupMixin):
             if self.in_atomic_block:
                 self.closed_in_transaction = True
                 self.needs_rollback = True
+
+    def close_if_unusable_or_obsolete(self) -> None:
+        # Django's skips a released wrapper (connection None), and calls it at
+        # every request's start and end: recorded state ends with the request.
+        if self._lease_enabled:
+            _context.drop_recorded(self.alias)
+        super().close_if_unusable_or_obsolete()
 
     def make_cursor(self, cursor: Any) -> Any:
         if not self._lease_enabled:
@@ -385,6 +394,8 @@ class LeaseMixin(ConnectionSetupMixin):
             state.announced = True
             with self._lease_configuring_block():
                 connection_created.send(sender=self.__class__, connection=self)
+        # The borrower's session context, before its first statement (_replay.py).
+        _replay.on_borrow(self, raw, state)
 
     def _lease_borrow(
         self, adapter: PoolAdapter, box: _registry.HeldBox
@@ -614,6 +625,7 @@ class LeaseMixin(ConnectionSetupMixin):
                     # connection_created receivers) at the next borrow.
                     state.setup_gen = 0
                     state.announced = False
+                    state.replayed = None
                 elif not raw.autocommit:
                     raw.autocommit = True
         except psycopg.Error as exc:

@@ -64,7 +64,16 @@ def _poller(fd: int) -> Any:
 class ConnState:
     """What the engine remembers about one physical connection."""
 
-    __slots__ = ("announced", "lent_at", "poller", "pooler", "returned_at", "setup_gen", "writer")
+    __slots__ = (
+        "announced",
+        "lent_at",
+        "poller",
+        "pooler",
+        "replayed",
+        "returned_at",
+        "setup_gen",
+        "writer",
+    )
 
     def __init__(self, fd: int, pgconn: Any = None) -> None:
         #: A ``poll`` object on the connection's socket. An idle, clean
@@ -88,6 +97,8 @@ class ConnState:
         self.pooler: bool | None = None
         #: Opened on a writer: turning read-only later is a failover (``_failover.py``).
         self.writer = pgconn is not None and not _failover.is_read_only(pgconn)
+        #: The session context applied to it (``_replay.py``); None: the server's defaults.
+        self.replayed: tuple[tuple[str, str], ...] | None = None
 
 
 class PooledConnection(psycopg.Connection[Any]):

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import django
 
+from ._replay_sql import record
 from ._session import session_state_of
 from .errors import SessionStateError
 
@@ -31,7 +32,7 @@ _DJANGO_DIR = os.path.dirname(django.__file__)
 warned_sites: set[tuple[str, int]] = set()
 
 
-def react(wrapper: LeaseMixin, sql: Any) -> None:
+def react(wrapper: LeaseMixin, sql: Any, params: Any = None) -> None:
     """Apply the session-state policy of ``wrapper``'s alias to ``sql``."""
     kind = session_state_of(sql)
     if kind is None or wrapper._lease_configuring:
@@ -40,6 +41,13 @@ def react(wrapper: LeaseMixin, sql: Any) -> None:
         wrapper._lease_dirty = kind
         return
     settings = wrapper._lease_settings
+    # Under the replay option: the caller's context state, not a pin.
+    if (
+        settings is not None
+        and settings.replay is not None
+        and record(wrapper, sql, params, settings.replay)
+    ):
+        return
     policy = settings.session_state if settings is not None else "pin"
     if policy == "error":
         raise SessionStateError(

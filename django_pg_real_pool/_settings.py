@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from django.core.exceptions import ImproperlyConfigured
+
+if TYPE_CHECKING:
+    from ._replay_sql import ReplayRules
 
 OPTIONS_KEY = "real_pool"
 
@@ -41,6 +44,9 @@ class RealPoolSettings:
     #: dotted path, ``f(alias) -> password | {"user": ..., "password": ...}``.
     #: See ``_credentials.py``.
     credentials: Any = None
+    #: Session statements recorded into the session context instead of
+    #: pinning (``["search_path", "role", "app.*"]``; see ``_replay_sql.py``).
+    replay: ReplayRules | None = None
 
 
 def _number(alias: str, key: str, value: Any, *, allow_none: bool) -> float | None:
@@ -92,7 +98,10 @@ def parse_settings(alias: str, options: Mapping[str, Any]) -> RealPoolSettings:
             f"{credentials!r}; set it to a callable or its dotted path, "
             "f(alias) -> password or {'user': ..., 'password': ...}."
         )
+    from ._replay_sql import parse_option
+
     return RealPoolSettings(
+        replay=parse_option(alias, raw.get("replay")),
         session_state=policy,
         health_check_idle=idle,
         leak_threshold=leak,

@@ -6,7 +6,7 @@ code written for the stock backend keeps working.
 
 from __future__ import annotations
 
-from django.db.utils import OperationalError, ProgrammingError
+from django.db.utils import DatabaseError, OperationalError, ProgrammingError
 
 
 class PoolExhausted(OperationalError):
@@ -29,4 +29,15 @@ class LeakedConnection(ProgrammingError):
     """A task or test ended holding a connection, a transaction or session state.
 
     Raised by the strict modes of the task brackets and the pytest plugin.
+    """
+
+
+class SessionContextError(DatabaseError):
+    """A connection could not be given the borrower's session context.
+
+    Raised by the query that borrowed it (or by entering or leaving a
+    ``session_context`` block on a held connection); the message names the
+    alias and the values. A borrowed connection is discarded first: no query
+    runs with another borrower's values or without the ones asked for.
+    Chained from the server's error (an unknown role, an invalid value).
     """

@@ -20,6 +20,11 @@ def database(
     return entry
 
 
+def replaying(entry: dict[str, Any]) -> dict[str, Any]:
+    entry["OPTIONS"]["real_pool"] = {"replay": ["search_path", "role", "app.*"]}
+    return entry
+
+
 def build(dsn: str) -> dict[str, Any]:
     return {
         "DATABASES": {
@@ -40,6 +45,19 @@ def build(dsn: str) -> dict[str, Any]:
                 TEST={"MIRROR": "default"},
                 pool_size=1,
             ),
+            # With the replay option (#18): one connection each, and four for
+            # the row-level security fuzz.
+            **{
+                alias: replaying(
+                    database(engine, dsn, alias, TEST={"MIRROR": "default"}, pool_size=size)
+                )
+                for alias, engine, size in (
+                    ("replay", "django_pg_real_pool", 1),
+                    ("replay_dj", "django_pg_real_pool.dj_db_conn_pool", 1),
+                    ("rls", "django_pg_real_pool", 4),
+                    ("rls_dj", "django_pg_real_pool.dj_db_conn_pool", 4),
+                )
+            },
         },
         "INSTALLED_APPS": ["tests.testapp"],
         "USE_TZ": True,

@@ -80,3 +80,15 @@ def wait_until(predicate: Any, timeout: float = 10.0, interval: float = 0.01) ->
             return False
         time.sleep(interval)
     return True
+
+
+def statement_counts(admin: psycopg.Connection[Any]) -> dict[str, int]:
+    """``pg_stat_statements``' calls per normalized statement on the admin
+    connection's database (the throwaway server preloads the module; the
+    caller creates the extension)."""
+    rows = admin.execute(
+        "SELECT query, calls FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid "
+        "WHERE d.datname = current_database() AND query NOT ILIKE %s",
+        ["%pg_stat_statements%"],
+    ).fetchall()
+    return {query: int(calls) for query, calls in rows}

@@ -1,0 +1,370 @@
+"""session_context() and the replay option: every borrow carries its borrower's values."""
+
+from __future__ import annotations
+
+import contextvars
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import psycopg
+import pytest
+from asgiref.sync import async_to_sync, sync_to_async
+from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import request_finished, request_started
+from django.db import connections, transaction
+
+from django_pg_real_pool import SessionContextError, pinned, session_context, task_scope
+from django_pg_real_pool._settings import parse_settings
+from tests.support.aliases import extra_alias
+from tests.support.pgstat import backend_gone, statement_counts, wait_until
+from tests.support.wrappers import SINGLE, assert_released
+
+ROLE = "pgrp_replay_role"
+REPLAYING = {"default": "replay", "djpool": "replay_dj"}
+TENANT = "app.tenant_id"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def replay_role(django_db_blocker: Any) -> None:
+    from tests.support.pgstat import admin_dsn
+
+    with django_db_blocker.unblock(), psycopg.connect(admin_dsn(), autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [ROLE]).fetchone():
+            conn.execute(f"CREATE ROLE {ROLE} NOLOGIN")
+
+
+@pytest.fixture
+def single(engine: str) -> Iterator[str]:
+    """An alias of ``engine`` whose pool has ONE connection."""
+    alias = SINGLE[engine]
+    connections[alias].close()
+    yield alias
+    connections[alias].close()
+
+
+@pytest.fixture
+def replaying(engine: str) -> Iterator[str]:
+    """A one-connection alias of ``engine`` with the replay option on
+    (``["search_path", "role", "app.*"]``, see tests/settings.py)."""
+    alias = REPLAYING[engine]
+    connections[alias].close()
+    yield alias
+    connections[alias].close()
+
+
+def query(alias: str, sql: str, params: Any = None) -> Any:
+    with connections[alias].cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchone()[0] if cursor.description else None
+
+
+def seen(alias: str) -> tuple[Any, str, str]:
+    """(app.tenant_id, current_user, search_path) as the server reports them."""
+    with connections[alias].cursor() as cursor:
+        cursor.execute(
+            "SELECT current_setting('app.tenant_id', true), current_user, "
+            "current_setting('search_path')"
+        )
+        row = cursor.fetchone()
+    return row[0] or None, row[1], row[2]
+
+
+def login_user(alias: str) -> str:
+    return str(connections[alias].settings_dict["USER"])
+
+
+DEFAULT_PATH = '"$user", public'
+
+
+def in_thread(fn: Callable[[], Any], context: contextvars.Context | None = None) -> Any:
+    out: list[Any] = []
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            out.append(context.run(fn) if context is not None else fn())
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(60)
+    if errors:
+        raise errors[0]
+    return out[0]
+
+
+# -- session_context --------------------------------------------------------------
+
+
+def test_context_values_apply_to_borrowed_connections_only_inside(engine: str) -> None:
+    with session_context(
+        engine, search_path=["tenant_a", "public"], role=ROLE, settings={TENANT: "7"}
+    ):
+        assert seen(engine) == ("7", ROLE, '"tenant_a", "public"')
+        assert connections[engine].connection is None  # released as usual
+        assert seen(engine) == ("7", ROLE, '"tenant_a", "public"')
+    assert seen(engine) == (None, login_user(engine), DEFAULT_PATH)
+
+
+def test_same_backend_gets_each_borrowers_values(single: str) -> None:
+    backend = query(single, "SELECT pg_backend_pid()")
+    for tenant in ("1", "2", "1"):
+        with session_context(single, settings={TENANT: tenant}):
+            assert query(single, "SELECT pg_backend_pid()") == backend
+            assert seen(single)[0] == tenant
+        assert seen(single)[0] is None
+    assert query(single, "SELECT pg_backend_pid()") == backend
+
+
+def test_nested_blocks_override_and_restore(engine: str) -> None:
+    with session_context(engine, role=ROLE, settings={TENANT: "outer", "app.region": "eu"}):
+        with session_context(engine, settings={TENANT: "inner"}):
+            assert seen(engine)[:2] == ("inner", ROLE)
+            assert query(engine, "SELECT current_setting('app.region')") == "eu"
+            with session_context(engine, settings={"app.region": None}):
+                assert query(engine, "SELECT current_setting('app.region', true)") in ("", None)
+        assert seen(engine)[:2] == ("outer", ROLE)
+    assert seen(engine)[:2] == (None, login_user(engine))
+
+
+def test_decorator_applies_per_call(engine: str) -> None:
+    @session_context(engine, settings={TENANT: "42"}, role=ROLE)
+    def work() -> tuple[Any, str, str]:
+        return seen(engine)
+
+    assert work()[:2] == ("42", ROLE)
+    assert work()[:2] == ("42", ROLE)
+    assert seen(engine)[:2] == (None, login_user(engine))
+
+
+def test_held_connection_gets_values_at_block_entry_and_exit(engine: str) -> None:
+    with transaction.atomic(using=engine):
+        assert seen(engine)[0] is None
+        with session_context(engine, settings={TENANT: "9"}):
+            assert seen(engine)[0] == "9"
+        assert seen(engine)[0] is None
+    with pinned(using=engine), session_context(engine, settings={TENANT: "10"}):
+        assert seen(engine)[0] == "10"
+    assert_released(engine)
+    assert seen(engine)[0] is None
+
+
+def test_rolled_back_transaction_does_not_leave_values_behind(single: str) -> None:
+    with pytest.raises(ZeroDivisionError), transaction.atomic(using=single):
+        with session_context(single, settings={TENANT: "rolled-back"}):
+            assert seen(single)[0] == "rolled-back"
+            raise ZeroDivisionError
+    # The transaction's rollback undid the set_config: the engine checks again.
+    with session_context(single, settings={TENANT: "rolled-back"}):
+        assert seen(single)[0] == "rolled-back"
+    assert seen(single)[0] is None
+
+
+def test_plain_thread_does_not_inherit_the_context(engine: str) -> None:
+    with session_context(engine, settings={TENANT: "5"}):
+        assert in_thread(lambda: seen(engine)[0]) is None
+        # A copied context carries it.
+        assert in_thread(lambda: seen(engine)[0], contextvars.copy_context()) == "5"
+
+
+@pytest.mark.parametrize("thread_sensitive", [True, False])
+def test_context_follows_sync_to_async(engine: str, thread_sensitive: bool) -> None:
+    def probe() -> Any:
+        try:
+            return seen(engine)[0]
+        finally:
+            connections[engine].close()
+
+    async def view() -> Any:
+        with session_context(engine, settings={TENANT: "async"}):
+            return await sync_to_async(probe, thread_sensitive=thread_sensitive)()
+
+    assert async_to_sync(view)() == "async"
+    assert seen(engine)[0] is None
+
+
+# -- the replay option -------------------------------------------------------------
+
+
+def test_plain_set_statements_are_replayed_instead_of_pinned(replaying: str) -> None:
+    wrapper = connections[replaying]
+    query(replaying, "SET search_path TO tenant_b, public")
+    query(replaying, "SET ROLE " + ROLE)
+    query(replaying, "SELECT set_config('app.tenant_id', %s, false)", ["11"])
+    assert wrapper.connection is None, wrapper.lease_holders()
+    assert seen(replaying) == ("11", ROLE, "tenant_b, public")
+    # Another borrower of the same backend (another thread) gets the defaults.
+    assert in_thread(lambda: seen(replaying)) == (None, login_user(replaying), DEFAULT_PATH)
+    assert seen(replaying) == ("11", ROLE, "tenant_b, public")
+    connections[replaying].close()
+    assert seen(replaying) == (None, login_user(replaying), DEFAULT_PATH)
+
+
+def test_recorded_state_ends_with_the_request_on_a_reused_thread(replaying: str) -> None:
+    # A WSGI server runs request after request on one thread, in one context.
+    def request(tenant: str | None) -> Any:
+        request_started.send(sender=None)
+        try:
+            if tenant is not None:
+                query(replaying, "SELECT set_config('app.tenant_id', %s, false)", [tenant])
+            return seen(replaying)[0]
+        finally:
+            request_finished.send(sender=None)
+
+    assert in_thread(lambda: [request("1"), request(None), request("2"), request(None)]) == [
+        "1",
+        None,
+        "2",
+        None,
+    ]
+
+
+def test_reset_clears_replayed_keys(replaying: str) -> None:
+    query(replaying, "SET app.tenant_id = '3'")
+    query(replaying, "SET ROLE " + ROLE)
+    assert seen(replaying)[:2] == ("3", ROLE)
+    query(replaying, "RESET app.tenant_id")
+    query(replaying, "RESET ROLE")
+    assert seen(replaying)[:2] in ((None, login_user(replaying)), ("", login_user(replaying)))
+    assert connections[replaying].connection is None
+
+
+def test_set_local_keeps_transaction_scope(replaying: str) -> None:
+    with transaction.atomic(using=replaying):
+        query(replaying, "SET LOCAL app.tenant_id = '4'")
+        query(replaying, "SELECT set_config('app.region', 'x', true)")
+        assert seen(replaying)[0] == "4"
+    assert seen(replaying)[0] is None
+    assert query(replaying, "SELECT current_setting('app.region', true)") in ("", None)
+
+
+def test_statements_the_option_does_not_list_keep_pinning(replaying: str) -> None:
+    backend = query(replaying, "SELECT pg_backend_pid()")
+    query(replaying, "SET statement_timeout = 1234")
+    assert connections[replaying].lease_holders().get("session_state") == "SET"
+    connections[replaying].close()
+    assert query(replaying, "SELECT pg_backend_pid()") == backend
+    assert query(replaying, "SHOW statement_timeout") == "0"
+
+
+# -- round trips ---------------------------------------------------------------
+
+
+def _context_statements(admin: psycopg.Connection[Any]) -> int:
+    return sum(c for q, c in statement_counts(admin).items() if q.startswith("SELECT set_config("))
+
+
+def test_round_trips_same_tenant_zero_alternating_at_most_one(
+    single: str, admin: psycopg.Connection[Any]
+) -> None:
+    admin.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+    query(single, "SELECT 1")
+    admin.execute("SELECT pg_stat_statements_reset()")
+    with session_context(single, settings={TENANT: "1"}):
+        for _ in range(50):
+            assert seen(single)[0] == "1"
+    # One to set the tenant on the one connection, none for the 49 borrows after.
+    assert _context_statements(admin) == 1, statement_counts(admin)
+    admin.execute("SELECT pg_stat_statements_reset()")
+    for i in range(50):
+        with session_context(single, settings={TENANT: str(i % 2)}):
+            assert seen(single)[0] == str(i % 2)
+    # Leaving the last block sends nothing: the connection is not held.
+    assert _context_statements(admin) == 50
+
+
+# -- failure and bad input -------------------------------------------------------
+
+
+def test_failed_apply_discards_the_connection_and_names_alias_and_setting(
+    single: str, admin: psycopg.Connection[Any]
+) -> None:
+    backend = query(single, "SELECT pg_backend_pid()")
+    with (
+        session_context(single, role="pgrp_no_such_role"),
+        pytest.raises(SessionContextError, match=rf"alias '{single}'.*role='pgrp_no_such_role'"),
+    ):
+        query(single, "SELECT 1")
+    assert connections[single].connection is None
+    assert wait_until(lambda: backend_gone(admin, backend))
+    assert seen(single) == (None, login_user(single), DEFAULT_PATH)
+    assert_released(single)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"settings": {"app tenant": "1"}}, ValueError, "not a setting name"),
+        ({"settings": {"app.x;drop": "1"}}, ValueError, "not a setting name"),
+        ({"settings": {"session_authorization": "x"}}, ValueError, "not a setting name"),
+        ({"settings": {TENANT: object()}}, TypeError, "must be a str"),
+        ({"settings": ["app.x"]}, TypeError, "dict of setting name"),
+        ({"role": 5}, TypeError, "role's name"),
+        ({"search_path": 5}, TypeError, "schema names"),
+        ({"search_path": ""}, ValueError, "schema names"),
+        ({"using": 5}, TypeError, "database alias"),
+    ],
+)
+def test_bad_input_is_rejected_before_anything_runs(
+    kwargs: dict[str, Any], error: type[Exception], match: str
+) -> None:
+    with pytest.raises(error, match=match):
+        session_context(**kwargs)
+
+
+def test_unknown_alias_and_unpooled_alias_are_rejected() -> None:
+    from django.utils.connection import ConnectionDoesNotExist
+
+    with pytest.raises(ConnectionDoesNotExist), session_context("nope"):
+        pass
+    with (
+        extra_alias("unpooled", "default", OPTIONS={"pool": False}) as alias,
+        pytest.raises(ImproperlyConfigured, match="not a pooled alias"),
+        session_context(alias),
+    ):
+        pass
+
+
+@pytest.mark.parametrize("replay", ["app.*", ["app x"], [5], ["*"]])
+def test_bad_replay_option_names_the_setting(replay: Any) -> None:
+    with pytest.raises(ImproperlyConfigured, match=r"\['real_pool'\]\['replay'\]"):
+        parse_settings("tenants", {"real_pool": {"replay": replay}})
+
+
+# -- task brackets ------------------------------------------------------------------
+
+
+def test_task_bracket_clears_and_reports_a_context_left_entered(
+    engine: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    scope = task_scope("tenant-task")
+    with scope:
+        session_context(engine, settings={TENANT: "leaked"}).__enter__()
+        assert seen(engine)[0] == "leaked"
+    assert [leak.alias for leak in scope.leaks] == [engine]
+    assert "session_context() left entered (app.tenant_id='leaked')" in scope.leaks[0].describe()
+    assert any(r.levelname == "ERROR" and "tenant-task" in r.getMessage() for r in caplog.records)
+    # The next task on this thread starts from the defaults.
+    with task_scope("next-task") as scope:
+        assert seen(engine)[0] is None
+    assert scope.leaks == []
+
+
+def test_task_bracket_ends_recorded_state_silently(replaying: str) -> None:
+    with task_scope("replaying-task") as scope:
+        query(replaying, "SET app.tenant_id = 'task-1'")
+        assert seen(replaying)[0] == "task-1"
+    assert scope.leaks == []
+    assert seen(replaying)[0] is None
+
+
+def test_task_bracket_keeps_the_context_it_started_in(engine: str) -> None:
+    with session_context(engine, settings={TENANT: "cron"}):
+        with task_scope("per-tenant-job") as scope:
+            assert seen(engine)[0] == "cron"
+        assert scope.leaks == []
+        assert seen(engine)[0] == "cron"
