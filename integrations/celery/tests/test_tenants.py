@@ -93,4 +93,7 @@ def test_leaked_context_is_reported_and_the_next_task_starts_from_defaults(
     [record] = records(config.leak_log, result.id)
     assert record["task"] == "celeryjobs.tasks.leak_tenant_context"
     assert record["alias"] == "default"
-    assert any("context" in problem for problem in record["problems"]), record
+    assert any(
+        problem.startswith("session_context() left entered") and "app.tenant_id='2'" in problem
+        for problem in record["problems"]
+    ), record

@@ -27,9 +27,19 @@ def _between_queries() -> dict[str, Any]:
 
 
 def notes(request: HttpRequest) -> JsonResponse:
-    """GET: the tenant's notes; POST ``text=...``: add one, then read them all."""
+    """GET: the tenant's notes; POST ``text=...``: add one, then read them all.
+
+    ``?setting=1``: first a plain ``set_config('app.tenant_id', <tenant>, false)``
+    (as apps with row-level security do), which the replay option records for
+    the rest of this request only; the last query reports the setting.
+    """
     tenant = request.tenant.schema_name  # type: ignore[attr-defined]
     after: list[dict[str, Any]] = []
+    setting = request.GET.get("setting") == "1"
+    if setting:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT set_config('app.tenant_id', %s, false)", [tenant])
+        after.append(_between_queries())
     if request.method == "POST":
         Note.objects.create(text=request.POST["text"])
         after.append(_between_queries())
@@ -37,14 +47,19 @@ def notes(request: HttpRequest) -> JsonResponse:
     after.append(_between_queries())
     time.sleep(WORK_SECONDS)
     with connection.cursor() as cursor:
-        cursor.execute("SELECT current_setting('search_path'), pg_backend_pid()")
-        search_path, pid = cursor.fetchone()
+        cursor.execute(
+            "SELECT current_setting('search_path'), current_setting('app.tenant_id', true), "
+            "pg_backend_pid()"
+        )
+        search_path, tenant_setting, pid = cursor.fetchone()
     after.append(_between_queries())
     return JsonResponse(
         {
             "tenant": tenant,
             "texts": texts,
             "search_path": search_path,
+            "set_setting": setting,
+            "tenant_setting": tenant_setting,
             "pid": pid,
             "after_each_query": after,
         }

@@ -2,7 +2,10 @@
 than the thread count, with ``OPTIONS["real_pool"]["replay"]`` on (#18).
 
 Client threads send interleaved requests for random tenants (the Host header
-picks the tenant); one in four writes a note. Every response and every row
+picks the tenant); one in four writes a note, one in two also sets
+``app.tenant_id`` with a plain ``set_config`` the replay option records
+for that request only (the next request on the same server thread must not
+see it). Every response and every row
 in every schema must belong to its tenant, the server must never see more
 sessions than the pool holds, and each request's connection must go back to
 the pool after each query (nothing pinned by django-tenants' ``SET``).
@@ -36,18 +39,20 @@ CLIENT_THREADS = 8
 REQUESTS_PER_CLIENT = 30
 
 
-def request_notes(base: str, tenant: str, write: str | None) -> dict[str, Any]:
-    """One request to ``/notes/`` for ``tenant`` (a POST writing ``write``)."""
+def request_notes(base: str, tenant: str, write: str | None, setting: bool) -> dict[str, Any]:
+    """One request to ``/notes/`` for ``tenant`` (a POST writing ``write``;
+    ``setting``: with ``?setting=1``)."""
     url = urllib.parse.urlsplit(base)
     conn = http.client.HTTPConnection(url.hostname or "", url.port, timeout=60)
     try:
         headers = {"Host": f"{tenant}.localhost"}
+        path = "/notes/?setting=1" if setting else "/notes/"
         if write is None:
-            conn.request("GET", "/notes/", headers=headers)
+            conn.request("GET", path, headers=headers)
         else:
             headers["Content-Type"] = "application/x-www-form-urlencoded"
             body = urllib.parse.urlencode({"text": write})
-            conn.request("POST", "/notes/", body=body, headers=headers)
+            conn.request("POST", path, body=body, headers=headers)
         response = conn.getresponse()
         text = response.read().decode()
         assert response.status == 200, text[-2000:]
@@ -74,7 +79,7 @@ def served(request: pytest.FixtureRequest) -> Iterator[tuple[str, str, list[Any]
             )
 
         def client(mine: list[tuple[str, str | None]]) -> list[Any]:
-            return [(t, w, request_notes(base, t, w)) for t, w in mine]
+            return [(t, w, request_notes(base, t, w, i % 2 == 0)) for i, (t, w) in enumerate(mine)]
 
         with SessionSampler(dsn, APP_NAME) as sampler:
             with ThreadPoolExecutor(CLIENT_THREADS) as executor:
@@ -97,6 +102,20 @@ def test_every_response_is_its_own_tenants(served: tuple[str, str, list[Any]]) -
     # Each read sees at least the tenant's seed notes: the right table, not
     # an empty one on another path.
     assert min(len(seen["texts"]) for _, _, seen in results) >= SEED_NOTES
+
+
+def test_recorded_setting_lasts_exactly_one_request(served: tuple[str, str, list[Any]]) -> None:
+    _, _, results = served
+    wrong = [
+        (tenant, seen["set_setting"], seen["tenant_setting"])
+        for tenant, _, seen in results
+        # Unset: NULL, or '' on a connection where a borrower had set it.
+        if seen["tenant_setting"] not in ([tenant] if seen["set_setting"] else [None, ""])
+    ]
+    # Half the requests went without it, on server threads that had served
+    # one with it before.
+    assert sum(seen["set_setting"] for _, _, seen in results) == len(results) // 2
+    assert wrong == []
 
 
 def test_writes_land_in_their_tenants_schema(served: tuple[str, str, list[Any]]) -> None:

@@ -74,4 +74,7 @@ def test_leaked_context_is_reported_and_the_next_message_starts_from_defaults(
     [record] = log.records_of(message.message_id)
     assert record["task"] == "leak_tenant_context"
     assert record["alias"] == "default"
-    assert any("context" in problem for problem in record["problems"]), record
+    assert any(
+        problem.startswith("session_context() left entered") and "app.tenant_id='2'" in problem
+        for problem in record["problems"]
+    ), record
