@@ -218,6 +218,9 @@ def load_child(cfg: dict[str, Any]) -> dict[str, Any]:
         thread.join()
     h.close_django_pools()
     counted = [a - b for a, b in zip(after, before, strict=True)]
+    # Every request of the run, warm-up and drain included: what the server's
+    # transaction count is divided by.
+    total = sum(t[OK] + t[TIMEOUT] + t[ERROR] for t in tallies)
     latencies = [lat * 1000 for rs in records for end, lat in rs if w0 <= end < w1]
     return {
         "rps": counted[OK] / (w1 - w0),
@@ -225,6 +228,7 @@ def load_child(cfg: dict[str, Any]) -> dict[str, Any]:
         "timeouts": counted[TIMEOUT],
         "errors": counted[ERROR],
         "wrong_reads": counted[3],
+        "requests_whole_run": total,
         "p50_ms": h.percentile(latencies, 50),
         "p99_ms": h.percentile(latencies, 99),
     }
@@ -307,6 +311,7 @@ def run_load(
     kind: str,
     tenants: int,
     args: argparse.Namespace,
+    admin: str,
     dsn: str,
     sampler: h.ServerSampler,
     bouncer: tuple[str, tuple[int, ...]] | None,
@@ -324,7 +329,7 @@ def run_load(
         "warmup": args.warmup,
         "switch_interval": args.switch_interval,
     }
-    sampler.wait_for_no_sessions()
+    start = settled_transactions(admin, sampler)
     with contextlib.ExitStack() as stack:
         if kind == "pgbouncer":
             assert bouncer is not None
@@ -343,6 +348,9 @@ def run_load(
         t0 = sampler.now()
         result = h.run_child("benchmarks.tenants", cfg, args.seconds + args.warmup + 90)
         result["peak_server_connections"] = sampler.peak(since=t0)
+    # After PgBouncer stopped: its server sessions have ended too.
+    xacts = settled_transactions(admin, sampler) - start
+    result["xacts_per_request"] = xacts / max(1, result["requests_whole_run"])
     return result
 
 
@@ -413,7 +421,7 @@ def main() -> None:
                         continue
                     with _timed(f"{kind}, {tenants} tenants"):
                         load[f"{kind}/{tenants}"] = run_load(
-                            kind, tenants, args, dsn, sampler, bouncer
+                            kind, tenants, args, admin, dsn, sampler, bouncer
                         )
     load_end = h.load_average()
     report(rt, load, counts, configs, args, note, params["load average at start"], load_end)
@@ -473,7 +481,7 @@ def print_load(
         for kind in configs:
             r = load[f"{kind}/{tenants}"]
             if "unavailable" in r:
-                rows.append([tenants, kind, *["n/a"] * 8])
+                rows.append([tenants, kind, *["n/a"] * 9])
                 continue
             ratio = f"{r['rps'] / pin['rps']:.2f}" if pin.get("rps") else "n/a"
             rows.append(
@@ -488,6 +496,7 @@ def print_load(
                     f"{r['p50_ms']:.1f}",
                     f"{r['p99_ms']:.1f}",
                     r["peak_server_connections"],
+                    f"{r['xacts_per_request']:.2f}",
                 ]
             )
     headers = [
@@ -501,12 +510,16 @@ def print_load(
         "p50 ms",
         "p99 ms",
         "peak server conns",
+        "server xacts/request",
     ]
     print(h.markdown_table(headers, rows))
     print(
         "\n(vs pin = requests/s against the pin configuration at the same tenant count, "
         "measured in the same run; wrong-tenant reads = rows of another tenant's schema; "
-        "errors include queries that found no bench_item on a server connection's default path)"
+        "errors include queries that found no bench_item on a server connection's default path; "
+        "server xacts/request = transactions pg_stat_database counted over the whole run / its "
+        "requests: the SET (not in context), 2 queries, and what the engine added: replays, "
+        "and for pin the DISCARD ALL and set-up after each pinned request)"
     )
 
 
