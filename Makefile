@@ -17,7 +17,7 @@ BIN_DJ6 := $(VENV_DJ6)/bin
 help:
 	@echo "make demo   - stock native pool vs django_pg_real_pool under gunicorn, side by side"
 	@echo "make test   - ruff, mypy (strict) and the whole test suite (Django 5.2 and 6.x)"
-	@echo "make bench  - the benchmarks (micro, webload, paired, workers)"
+	@echo "make bench  - the benchmarks (micro, webload, paired, workers, tenants)"
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -72,6 +72,7 @@ bench: $(BIN)/.installed
 	$(BIN)/python -m benchmarks.webload
 	$(BIN)/python -m benchmarks.paired
 	$(BIN)/python -m benchmarks.workers
+	$(BIN)/python -m benchmarks.tenants
 
 demo: $(BIN)/.installed
 	$(BIN)/python -m examples.demo.run
