@@ -17,7 +17,7 @@ from django.db import connections, transaction
 from django_pg_real_pool import SessionContextError, pinned, session_context, task_scope
 from django_pg_real_pool._settings import parse_settings
 from tests.support.aliases import extra_alias
-from tests.support.pgstat import backend_gone, statement_counts, wait_until
+from tests.support.pgstat import admin_dsn, backend_gone, statement_counts, wait_until
 from tests.support.wrappers import SINGLE, assert_released
 
 ROLE = "pgrp_replay_role"
@@ -27,8 +27,6 @@ TENANT = "app.tenant_id"
 
 @pytest.fixture(scope="module", autouse=True)
 def replay_role(django_db_blocker: Any) -> None:
-    from tests.support.pgstat import admin_dsn
-
     with django_db_blocker.unblock(), psycopg.connect(admin_dsn(), autocommit=True) as conn:
         if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [ROLE]).fetchone():
             conn.execute(f"CREATE ROLE {ROLE} NOLOGIN")
@@ -171,6 +169,15 @@ def test_plain_thread_does_not_inherit_the_context(engine: str) -> None:
         assert in_thread(lambda: seen(engine)[0], contextvars.copy_context()) == "5"
 
 
+def test_decorated_coroutine_carries_the_context(engine: str) -> None:
+    @session_context(engine, settings={TENANT: "coro"})
+    async def view() -> Any:
+        return await sync_to_async(lambda: seen(engine)[0])()
+
+    assert async_to_sync(view)() == "coro"
+    assert seen(engine)[0] is None
+
+
 @pytest.mark.parametrize("thread_sensitive", [True, False])
 def test_context_follows_sync_to_async(engine: str, thread_sensitive: bool) -> None:
     def probe() -> Any:
@@ -202,6 +209,43 @@ def test_plain_set_statements_are_replayed_instead_of_pinned(replaying: str) -> 
     assert seen(replaying) == ("11", ROLE, "tenant_b, public")
     connections[replaying].close()
     assert seen(replaying) == (None, login_user(replaying), DEFAULT_PATH)
+
+
+@pytest.mark.parametrize(
+    ("sql", "params", "probe"),
+    [
+        ("SET search_path = \"Tenant_C\", 'x', public", None, "SHOW search_path"),
+        ("SET SESSION search_path TO DEFAULT", None, "SHOW search_path"),
+        ("set app.tenant_id to Mixed_Case", None, "SELECT current_setting('app.tenant_id')"),
+        ("SET app.tenant_id = 42", None, "SELECT current_setting('app.tenant_id')"),
+        ("SET app.tenant_id = 'it''s'", None, "SELECT current_setting('app.tenant_id')"),
+        ("SET role = " + ROLE, None, "SELECT current_user"),
+        ("SET ROLE NONE", None, "SELECT current_user"),
+        (
+            "SELECT pg_catalog.set_config(%(name)s, %(value)s, false)",
+            {"name": "app.tenant_id", "value": "named"},
+            "SELECT current_setting('app.tenant_id')",
+        ),
+        (
+            "SELECT set_config('app.a', %s, false), set_config('app.tenant_id', %s, false)",
+            ["1", "two"],
+            "SELECT current_setting('app.a') || current_setting('app.tenant_id')",
+        ),
+    ],
+)
+def test_replayed_statement_gives_what_the_statement_gives(
+    replaying: str, sql: str, params: Any, probe: str
+) -> None:
+    # What the statement itself leaves on a session of its own.
+    with psycopg.connect(admin_dsn(), autocommit=True) as own:
+        own.execute(sql, params)
+        row = own.execute(probe).fetchone()
+        expected = row[0] if row else None
+    query(replaying, sql, params)
+    assert connections[replaying].connection is None, connections[replaying].lease_holders()
+    # Another borrow of the one connection: the value comes from the context.
+    assert in_thread(lambda: query(replaying, "SELECT 1")) == 1
+    assert query(replaying, probe) == expected
 
 
 def test_recorded_state_ends_with_the_request_on_a_reused_thread(replaying: str) -> None:
