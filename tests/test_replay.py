@@ -220,6 +220,8 @@ def test_plain_set_statements_are_replayed_instead_of_pinned(replaying: str) -> 
         ("SET app.tenant_id = 42", None, "SELECT current_setting('app.tenant_id')"),
         ("SET app.tenant_id = 'it''s'", None, "SELECT current_setting('app.tenant_id')"),
         ("SET role = " + ROLE, None, "SELECT current_user"),
+        ("SET app.tenant_id = %s", ["bound"], "SELECT current_setting('app.tenant_id')"),
+        ("SET search_path TO %s, public", ["Tenant_D"], "SHOW search_path"),
         ("SET ROLE NONE", None, "SELECT current_user"),
         (
             "SELECT pg_catalog.set_config(%(name)s, %(value)s, false)",
@@ -236,8 +238,9 @@ def test_plain_set_statements_are_replayed_instead_of_pinned(replaying: str) -> 
 def test_replayed_statement_gives_what_the_statement_gives(
     replaying: str, sql: str, params: Any, probe: str
 ) -> None:
-    # What the statement itself leaves on a session of its own.
-    with psycopg.connect(admin_dsn(), autocommit=True) as own:
+    # What the statement itself leaves on a session of its own (client-side
+    # binding, as Django sends it).
+    with psycopg.connect(admin_dsn(), autocommit=True, cursor_factory=psycopg.ClientCursor) as own:
         own.execute(sql, params)
         row = own.execute(probe).fetchone()
         expected = row[0] if row else None
