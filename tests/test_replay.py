@@ -21,7 +21,7 @@ from tests.support.pgstat import admin_dsn, backend_gone, statement_counts, wait
 from tests.support.wrappers import SINGLE, assert_released
 
 ROLE = "pgrp_replay_role"
-REPLAYING = {"default": "replay", "djpool": "replay_dj"}
+REPLAYING = {"default": "tenant_replay", "djpool": "tenant_replay_dj"}
 TENANT = "app.tenant_id"
 
 
