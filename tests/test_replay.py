@@ -415,3 +415,32 @@ def test_task_bracket_keeps_the_context_it_started_in(engine: str) -> None:
             assert seen(engine)[0] == "cron"
         assert scope.leaks == []
         assert seen(engine)[0] == "cron"
+
+
+def test_reset_all_clears_replayed_keys_and_keeps_todays_policy(replaying: str) -> None:
+    query(replaying, "SET app.tenant_id = 'before-reset'")
+    assert seen(replaying)[0] == "before-reset"
+    query(replaying, "RESET ALL")
+    # RESET ALL also reset Django's own set-up (the time zone): pinned, then reset.
+    assert connections[replaying].lease_holders().get("session_state") == "RESET"
+    assert seen(replaying)[0] is None
+    connections[replaying].close()
+    assert seen(replaying)[0] is None
+    assert query(replaying, "SHOW TIME ZONE") == connections[replaying].timezone_name
+
+
+def test_known_transaction_mode_pooler_is_refused(single: str) -> None:
+    # What the pooler check (_pooler.py) records for a connection behind one.
+    with pinned(using=single):
+        query(single, "SELECT 1")
+        state = connections[single]._lease_state
+        state.pooler = True
+        try:
+            with (
+                pytest.raises(SessionContextError, match="transaction-mode pooler"),
+                session_context(single, settings={TENANT: "1"}),
+            ):
+                pass
+        finally:
+            state.pooler = False
+        assert seen(single)[0] is None
