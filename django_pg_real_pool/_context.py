@@ -267,6 +267,8 @@ class session_context:  # noqa: N801 - used like contextlib's context managers
       ``None`` for the server's default (hides an outer block's value).
 
     Nested blocks override the outer values they name and keep the others.
+    One instance may be entered again while entered (nesting), by one thread
+    at a time; the decorator makes a block per call, safe anywhere.
     Bad names and values raise ``TypeError``/``ValueError`` at the call; an
     unknown role or a value the server rejects fails the first query (see
     :class:`~django_pg_real_pool.SessionContextError`).

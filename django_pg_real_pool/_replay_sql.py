@@ -90,7 +90,8 @@ _SET = re.compile(
 _RESET = re.compile(rf"\s*RESET\s+(?P<name>{_NAME})\s*;?\s*\Z", re.IGNORECASE)
 _TOKEN = re.compile(
     r"""\s*(?:"(?P<ident>(?:[^"]|"")*)"|'(?P<string>(?:[^']|'')*)'"""
-    r"""|(?P<word>[A-Za-z_][\w$]*)|(?P<number>[-+]?\d+(?:\.\d+)?))\s*(?P<comma>,)?"""
+    r"""|(?P<word>[A-Za-z_][\w$]*)|(?P<number>[-+]?\d+(?:\.\d+)?)|(?P<param>%s|%\(\w+\)s))"""
+    r"""\s*(?P<comma>,)?"""
 )
 _ARG = r"""(?:'(?:[^']|'')*'|%s|%\(\w+\)s)"""
 _CALL = rf"(?:pg_catalog\s*\.\s*)?set_config\s*\(\s*({_ARG})\s*,\s*({_ARG})\s*,\s*false\s*\)"
@@ -104,10 +105,14 @@ _BARE = re.compile(r"[a-z_][a-z0-9_]*\Z")
 RESET_ALL = "RESET ALL"
 
 
-def _tokens(text: str) -> list[tuple[str, str]] | None:
-    """``SET``'s value list as (kind, text) pairs; None if not understood."""
+def _tokens(text: str, params: Any) -> list[tuple[str, str]] | None:
+    """``SET``'s value list as (kind, text) pairs; None if not understood.
+
+    A ``%s``/``%(name)s`` parameter (Django's client-side binding sends it
+    as a literal) of type str or int is its value."""
     out: list[tuple[str, str]] = []
     pos = 0
+    position = [0]
     while pos < len(text):
         match = _TOKEN.match(text, pos)
         if match is None:
@@ -118,17 +123,22 @@ def _tokens(text: str) -> list[tuple[str, str]] | None:
             out.append(("string", match.group("string").replace("''", "'")))
         elif match.group("word") is not None:
             out.append(("word", match.group("word").lower()))
-        else:
+        elif match.group("number") is not None:
             out.append(("number", match.group("number")))
+        else:
+            value = _parameter(match.group("param"), params, position)
+            if isinstance(value, bool) or not isinstance(value, (str, int)):
+                return None
+            out.append(("string", str(value)))
         pos = match.end()
         if match.group("comma") is None and pos < len(text):
             return None
     return out
 
 
-def _set_values(name: str, has_to: bool, text: str) -> dict[str, str | None] | None:
+def _set_values(name: str, has_to: bool, text: str, params: Any) -> dict[str, str | None] | None:
     key = name.lower()
-    tokens = _tokens(text)
+    tokens = _tokens(text, params)
     if not tokens or (not has_to and key != ROLE):
         return None
     if len(tokens) == 1 and tokens[0] == ("word", "default"):
@@ -148,19 +158,28 @@ def _set_values(name: str, has_to: bool, text: str) -> dict[str, str | None] | N
     return {key: tokens[0][1]} if len(tokens) == 1 else None
 
 
+_MISSING = object()
+
+
+def _parameter(arg: str, params: Any, position: list[int]) -> Any:
+    """The value of placeholder ``arg`` (``%s``: the next positional one)."""
+    if arg == "%s":
+        if isinstance(params, (str, bytes)) or not isinstance(params, Sequence):
+            return _MISSING
+        if position[0] >= len(params):
+            return _MISSING
+        position[0] += 1
+        return params[position[0] - 1]
+    if not isinstance(params, Mapping):
+        return _MISSING
+    return params.get(arg[2:-2], _MISSING)
+
+
 def _argument(arg: str, params: Any, position: list[int]) -> tuple[bool, str | None]:
     """(understood, value) of one ``set_config`` argument."""
     if arg.startswith("'"):
         return True, arg[1:-1].replace("''", "'")
-    if arg == "%s":
-        if not isinstance(params, Sequence) or position[0] >= len(params):
-            return False, None
-        value = params[position[0]]
-        position[0] += 1
-    else:
-        if not isinstance(params, Mapping) or arg[2:-2] not in params:
-            return False, None
-        value = params[arg[2:-2]]
+    value = _parameter(arg, params, position)
     return (value is None or isinstance(value, str)), value
 
 
@@ -184,7 +203,9 @@ def parse(sql: str, params: Any) -> dict[str, str | None] | str | None:
     """What ``sql`` sets (name -> value, None: the default), :data:`RESET_ALL`,
     or None when it is not a form this module understands."""
     if (match := _SET.match(sql)) is not None:
-        return _set_values(match.group("name"), match.group("to") is not None, match.group("value"))
+        return _set_values(
+            match.group("name"), match.group("to") is not None, match.group("value"), params
+        )
     if (match := _RESET.match(sql)) is not None:
         name = match.group("name").lower()
         return RESET_ALL if name == "all" else {name: None}

@@ -45,17 +45,18 @@ def build(dsn: str) -> dict[str, Any]:
                 TEST={"MIRROR": "default"},
                 pool_size=1,
             ),
-            # With the replay option (#18): one connection each, and four for
+            # With the replay option (#18; named to sort after the others, as
+            # pool_status lists them): one connection each, and four for
             # the row-level security fuzz.
             **{
                 alias: replaying(
                     database(engine, dsn, alias, TEST={"MIRROR": "default"}, pool_size=size)
                 )
                 for alias, engine, size in (
-                    ("replay", "django_pg_real_pool", 1),
-                    ("replay_dj", "django_pg_real_pool.dj_db_conn_pool", 1),
-                    ("rls", "django_pg_real_pool", 4),
-                    ("rls_dj", "django_pg_real_pool.dj_db_conn_pool", 4),
+                    ("tenant_replay", "django_pg_real_pool", 1),
+                    ("tenant_replay_dj", "django_pg_real_pool.dj_db_conn_pool", 1),
+                    ("tenant_rls", "django_pg_real_pool", 4),
+                    ("tenant_rls_dj", "django_pg_real_pool.dj_db_conn_pool", 4),
                 )
             },
         },

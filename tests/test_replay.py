@@ -17,18 +17,16 @@ from django.db import connections, transaction
 from django_pg_real_pool import SessionContextError, pinned, session_context, task_scope
 from django_pg_real_pool._settings import parse_settings
 from tests.support.aliases import extra_alias
-from tests.support.pgstat import backend_gone, statement_counts, wait_until
+from tests.support.pgstat import admin_dsn, backend_gone, statement_counts, wait_until
 from tests.support.wrappers import SINGLE, assert_released
 
 ROLE = "pgrp_replay_role"
-REPLAYING = {"default": "replay", "djpool": "replay_dj"}
+REPLAYING = {"default": "tenant_replay", "djpool": "tenant_replay_dj"}
 TENANT = "app.tenant_id"
 
 
 @pytest.fixture(scope="module", autouse=True)
 def replay_role(django_db_blocker: Any) -> None:
-    from tests.support.pgstat import admin_dsn
-
     with django_db_blocker.unblock(), psycopg.connect(admin_dsn(), autocommit=True) as conn:
         if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [ROLE]).fetchone():
             conn.execute(f"CREATE ROLE {ROLE} NOLOGIN")
@@ -171,6 +169,15 @@ def test_plain_thread_does_not_inherit_the_context(engine: str) -> None:
         assert in_thread(lambda: seen(engine)[0], contextvars.copy_context()) == "5"
 
 
+def test_decorated_coroutine_carries_the_context(engine: str) -> None:
+    @session_context(engine, settings={TENANT: "coro"})
+    async def view() -> Any:
+        return await sync_to_async(lambda: seen(engine)[0])()
+
+    assert async_to_sync(view)() == "coro"
+    assert seen(engine)[0] is None
+
+
 @pytest.mark.parametrize("thread_sensitive", [True, False])
 def test_context_follows_sync_to_async(engine: str, thread_sensitive: bool) -> None:
     def probe() -> Any:
@@ -202,6 +209,46 @@ def test_plain_set_statements_are_replayed_instead_of_pinned(replaying: str) -> 
     assert seen(replaying) == ("11", ROLE, "tenant_b, public")
     connections[replaying].close()
     assert seen(replaying) == (None, login_user(replaying), DEFAULT_PATH)
+
+
+@pytest.mark.parametrize(
+    ("sql", "params", "probe"),
+    [
+        ("SET search_path = \"Tenant_C\", 'x', public", None, "SHOW search_path"),
+        ("SET SESSION search_path TO DEFAULT", None, "SHOW search_path"),
+        ("set app.tenant_id to Mixed_Case", None, "SELECT current_setting('app.tenant_id')"),
+        ("SET app.tenant_id = 42", None, "SELECT current_setting('app.tenant_id')"),
+        ("SET app.tenant_id = 'it''s'", None, "SELECT current_setting('app.tenant_id')"),
+        ("SET role = " + ROLE, None, "SELECT current_user"),
+        ("SET app.tenant_id = %s", ["bound"], "SELECT current_setting('app.tenant_id')"),
+        ("SET search_path TO %s, public", ["Tenant_D"], "SHOW search_path"),
+        ("SET ROLE NONE", None, "SELECT current_user"),
+        (
+            "SELECT pg_catalog.set_config(%(name)s, %(value)s, false)",
+            {"name": "app.tenant_id", "value": "named"},
+            "SELECT current_setting('app.tenant_id')",
+        ),
+        (
+            "SELECT set_config('app.a', %s, false), set_config('app.tenant_id', %s, false)",
+            ["1", "two"],
+            "SELECT current_setting('app.a') || current_setting('app.tenant_id')",
+        ),
+    ],
+)
+def test_replayed_statement_gives_what_the_statement_gives(
+    replaying: str, sql: str, params: Any, probe: str
+) -> None:
+    # What the statement itself leaves on a session of its own (client-side
+    # binding, as Django sends it).
+    with psycopg.connect(admin_dsn(), autocommit=True, cursor_factory=psycopg.ClientCursor) as own:
+        own.execute(sql, params)
+        row = own.execute(probe).fetchone()
+        expected = row[0] if row else None
+    query(replaying, sql, params)
+    assert connections[replaying].connection is None, connections[replaying].lease_holders()
+    # Another borrow of the one connection: the value comes from the context.
+    assert in_thread(lambda: query(replaying, "SELECT 1")) == 1
+    assert query(replaying, probe) == expected
 
 
 def test_recorded_state_ends_with_the_request_on_a_reused_thread(replaying: str) -> None:
@@ -368,3 +415,32 @@ def test_task_bracket_keeps_the_context_it_started_in(engine: str) -> None:
             assert seen(engine)[0] == "cron"
         assert scope.leaks == []
         assert seen(engine)[0] == "cron"
+
+
+def test_reset_all_clears_replayed_keys_and_keeps_todays_policy(replaying: str) -> None:
+    query(replaying, "SET app.tenant_id = 'before-reset'")
+    assert seen(replaying)[0] == "before-reset"
+    query(replaying, "RESET ALL")
+    # RESET ALL also reset Django's own set-up (the time zone): pinned, then reset.
+    assert connections[replaying].lease_holders().get("session_state") == "RESET"
+    assert seen(replaying)[0] is None
+    connections[replaying].close()
+    assert seen(replaying)[0] is None
+    assert query(replaying, "SHOW TIME ZONE") == connections[replaying].timezone_name
+
+
+def test_known_transaction_mode_pooler_is_refused(single: str) -> None:
+    # What the pooler check (_pooler.py) records for a connection behind one.
+    with pinned(using=single):
+        query(single, "SELECT 1")
+        state = connections[single]._lease_state
+        state.pooler = True
+        try:
+            with (
+                pytest.raises(SessionContextError, match="transaction-mode pooler"),
+                session_context(single, settings={TENANT: "1"}),
+            ):
+                pass
+        finally:
+            state.pooler = False
+        assert seen(single)[0] is None

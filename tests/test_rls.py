@@ -31,7 +31,7 @@ REQUESTS_PER_THREAD = 60
 TENANTS = [f"t{i}" for i in range(12)]
 READER = "pgrp_rls_reader"
 #: Per engine, an alias with a pool of 4 and the replay option (tests/settings.py).
-RLS = {"default": "rls", "djpool": "rls_dj"}
+RLS = {"default": "tenant_rls", "djpool": "tenant_rls_dj"}
 
 pytestmark = pytest.mark.slow
 
