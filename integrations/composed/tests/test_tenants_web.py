@@ -20,7 +20,7 @@ import random
 import urllib.parse
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, NamedTuple
 
 import psycopg
 import pytest
@@ -62,10 +62,17 @@ def request_notes(base: str, tenant: str, write: str | None, setting: bool) -> d
         conn.close()
 
 
+class Served(NamedTuple):
+    dsn: str
+    #: Most sessions of the pool the server showed during the requests.
+    peak: int
+    #: (tenant, note written or None, the response) of every request.
+    results: list[tuple[str, str | None, dict[str, Any]]]
+
+
 @pytest.fixture(scope="module", params=["native", "dj"])
-def served(request: pytest.FixtureRequest) -> Iterator[tuple[str, str, list[Any]]]:
-    """The project on a scratch database, the requests' results and the
-    server's peak of pool sessions during them."""
+def served(request: pytest.FixtureRequest) -> Iterator[Served]:
+    """The project on a scratch database and the interleaved requests' results."""
     pool = request.param
     dsn = scratch_database(os.environ[DSN_ENV], f"tenants_web_{pool}")
     env = {"COMPOSED_REPLAY": "1", "COMPOSED_POOL_SIZE": str(POOL_SIZE)}
@@ -78,17 +85,17 @@ def served(request: pytest.FixtureRequest) -> Iterator[tuple[str, str, list[Any]
                 [(t, f"{t}-c{c}-r{r}" if r % 4 == 0 else None) for r, t in enumerate(tenants)]
             )
 
-        def client(mine: list[tuple[str, str | None]]) -> list[Any]:
+        def client(mine: list[tuple[str, str | None]]) -> list[tuple[str, str | None, Any]]:
             return [(t, w, request_notes(base, t, w, i % 2 == 0)) for i, (t, w) in enumerate(mine)]
 
         with SessionSampler(dsn, APP_NAME) as sampler:
             with ThreadPoolExecutor(CLIENT_THREADS) as executor:
                 per_client = list(executor.map(client, work))
-        yield dsn, str(sampler.peak()), [r for results in per_client for r in results]
+        yield Served(dsn, sampler.peak(), [r for results in per_client for r in results])
 
 
-def test_every_response_is_its_own_tenants(served: tuple[str, str, list[Any]]) -> None:
-    _, _, results = served
+def test_every_response_is_its_own_tenants(served: Served) -> None:
+    results = served.results
     assert len(results) == CLIENT_THREADS * REQUESTS_PER_CLIENT
     wrong = [
         (tenant, seen["tenant"], seen["search_path"], text)
@@ -104,8 +111,8 @@ def test_every_response_is_its_own_tenants(served: tuple[str, str, list[Any]]) -
     assert min(len(seen["texts"]) for _, _, seen in results) >= SEED_NOTES
 
 
-def test_recorded_setting_lasts_exactly_one_request(served: tuple[str, str, list[Any]]) -> None:
-    _, _, results = served
+def test_recorded_setting_lasts_exactly_one_request(served: Served) -> None:
+    results = served.results
     wrong = [
         (tenant, seen["set_setting"], seen["tenant_setting"])
         for tenant, _, seen in results
@@ -118,9 +125,9 @@ def test_recorded_setting_lasts_exactly_one_request(served: tuple[str, str, list
     assert wrong == []
 
 
-def test_writes_land_in_their_tenants_schema(served: tuple[str, str, list[Any]]) -> None:
-    dsn, _, results = served
-    with psycopg.connect(dsn, autocommit=True) as admin:
+def test_writes_land_in_their_tenants_schema(served: Served) -> None:
+    results = served.results
+    with psycopg.connect(served.dsn, autocommit=True) as admin:
         for tenant in TENANTS:
             rows = [
                 row[0]
@@ -135,14 +142,18 @@ def test_writes_land_in_their_tenants_schema(served: tuple[str, str, list[Any]])
             assert write in seen["texts"], (tenant, write)
 
 
-def test_at_most_pool_size_server_sessions(served: tuple[str, str, list[Any]]) -> None:
-    _, peak, results = served
-    assert 1 <= int(peak) <= POOL_SIZE
-    assert len({seen["pid"] for _, _, seen in results}) <= POOL_SIZE
+def test_at_most_pool_size_server_sessions(served: Served) -> None:
+    assert 1 <= served.peak <= POOL_SIZE
+    tenants_of: dict[int, set[str]] = {}
+    for tenant, _, seen in served.results:
+        tenants_of.setdefault(seen["pid"], set()).add(tenant)
+    assert len(tenants_of) <= POOL_SIZE
+    # Interleaved: the server connections served several tenants each.
+    assert all(len(tenants) > 1 for tenants in tenants_of.values()), tenants_of
 
 
-def test_connection_released_after_each_query(served: tuple[str, str, list[Any]]) -> None:
-    _, _, results = served
+def test_connection_released_after_each_query(served: Served) -> None:
+    results = served.results
     held = [
         (tenant, state)
         for tenant, _, seen in results
