@@ -4,8 +4,7 @@ Django's ``connect()`` configures every new connection (time zone, role,
 isolation level) and sends ``connection_created``; with a pool underneath, the
 engine does that once per physical connection, when the pool creates it (the
 pool's ``configure`` callback) or after a ``DISCARD ALL`` undid it, never per
-borrow. Before reuse, the lease checks a connection without a round trip
-(see ``ConnState.poller``); one it finds suspect is pinged here.
+borrow. (Health checks before reuse are the supply's: ``_supply.py``.)
 
 Set-up that stays right: what a receiver registers on a connection (type
 adapters for ``hstore``, PostGIS geometries, an enum) depends on the database's
@@ -27,14 +26,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-import psycopg
-
-from ._pools import ping
-
 if TYPE_CHECKING:
     from django.db.backends.postgresql.base import DatabaseWrapper as PGWrapper
-
-    from ._counters import LeaseCounters
 
     _Base = PGWrapper
 else:
@@ -110,7 +103,7 @@ class SetupAwareSchemaEditor:
 
 
 class ConnectionSetupMixin(_Base):
-    """Configure physical connections, ping suspect ones (see the module).
+    """Configure physical connections (see the module).
 
     ``connection_created`` itself is sent by the lease at a connection's first
     borrow, inside :meth:`_lease_configuring_block`.
@@ -118,21 +111,10 @@ class ConnectionSetupMixin(_Base):
 
     # Set by LeaseMixin.
     _lease_configuring: bool
-    _lease_counters: LeaseCounters
-    _lease_idle_check: float | None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         watch_migrations()
-
-    def _lease_ping_fails(self, raw: Any) -> bool:
-        """One round trip on a suspect connection: True if it does not work."""
-        self._lease_counters.pings += 1
-        try:
-            ping(raw)
-        except psycopg.Error:
-            return True
-        return False
 
     def _lease_configure(self, raw: Any) -> None:
         """Per physical connection: what Django's connect() does every time.

@@ -25,6 +25,7 @@ from ._credentials import pool_kwargs  # noqa: E402
 from ._engines import NATIVE_ENGINE  # noqa: E402
 from ._lease import LeaseMixin  # noqa: E402
 from ._pools import NativePool, PooledConnection  # noqa: E402
+from ._supply import Supply  # noqa: E402
 from ._validate import check_conn_max_age, pool_options_of, resolve_isolation_level  # noqa: E402
 
 if TYPE_CHECKING:
@@ -55,15 +56,15 @@ class NativePoolMixin(LeaseMixin):
         pool: ConnectionPool[Any] = self._lease_entry().adapter.pool
         return pool
 
-    def _lease_entry(self) -> _registry.Entry:
+    def _lease_entry(self) -> Supply:
         # get() first: Django reads `pool` often, and a found pool needs no
         # bound method for its creation.
         return _registry.get(self.alias) or _registry.get_or_create(
             self.alias, self._lease_create_pool
         )
 
-    def _lease_create_pool(self) -> _registry.Entry:
-        """The alias's pool and adapter (the registry calls this under its lock)."""
+    def _lease_create_pool(self) -> Supply:
+        """The alias's pool and supply (the registry calls this under its lock)."""
         from psycopg_pool import ConnectionPool
 
         options = pool_options_of(self.alias, self.settings_dict)
@@ -83,19 +84,18 @@ class NativePoolMixin(LeaseMixin):
             **options,
         )
         pool.open()
-        return _registry.Entry(ENGINE, NativePool(pool, self.alias), configure)
+        return Supply(ENGINE, NativePool(pool, self.alias), configure)
 
-    def _lease_make_adapter(self) -> NativePool:
-        entry = self._lease_entry()
+    def _lease_make_supply(self) -> Supply:
+        supply = self._lease_entry()
         self.isolation_level = resolve_isolation_level(self.settings_dict["OPTIONS"])
-        adapter: NativePool = entry.adapter  # type: ignore[assignment]
-        return adapter
+        return supply
 
     def close_pool(self) -> None:
         _registry.close(self.alias)
         # This wrapper finds the new pool at its next borrow; other threads'
         # wrappers notice the closed pool when they next borrow.
-        self._lease_settings = None
+        self.lease_forget_settings()
 
 
 class DatabaseWrapper(NativePoolMixin, pg_base.DatabaseWrapper):  # type: ignore[misc]
@@ -110,8 +110,9 @@ class _Configure:
 
     That wrapper holds the pool's adapter, which holds the pool: holding the
     wrapper from the pool would close a reference cycle, which only the garbage
-    collector frees. Closing the pool (``_registry.Entry.close``) cuts this
-    link, so a closed pool is freed as soon as the last wrapper lets go of it.
+    collector frees. Closing the pool cuts this
+    link (``Supply.close``), so a closed pool is freed as soon as the last
+    wrapper lets go of it.
     """
 
     __slots__ = ("wrapper",)

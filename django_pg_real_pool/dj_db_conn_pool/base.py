@@ -42,6 +42,7 @@ from .._credentials import credentials_source  # noqa: E402
 from .._engines import QUEUEPOOL_ENGINE  # noqa: E402
 from .._lease import LeaseMixin  # noqa: E402
 from .._pools import PooledConnection  # noqa: E402
+from .._supply import Supply  # noqa: E402
 from .._validate import resolve_isolation_level  # noqa: E402
 from ._pool import QueuePoolAdapter  # noqa: E402
 
@@ -61,9 +62,9 @@ class _GiveBackParkedFirst:
     """
 
     def _destroy_test_db(self, test_database_name: str, verbosity: int) -> None:
-        for entry in _registry.entries():
-            if entry.engine == ENGINE:
-                entry.adapter.lane.drain()
+        for supply in _registry.supplies():
+            if supply.engine == ENGINE:
+                supply.give_back()
         super()._destroy_test_db(test_database_name, verbosity)  # type: ignore[misc]
 
 
@@ -107,7 +108,7 @@ class DjPoolMixin(
     # Django's representation (django-db-connection-pool's mixin replaces it).
     __repr__ = BaseDatabaseWrapper.__repr__
 
-    def _lease_make_adapter(self) -> QueuePoolAdapter:
+    def _lease_make_supply(self) -> Supply:
         if self.settings_dict["OPTIONS"].get("pool"):
             raise ImproperlyConfigured(
                 f"DATABASES[{self.alias!r}]['OPTIONS'] has 'pool', but ENGINE "
@@ -129,21 +130,19 @@ class DjPoolMixin(
         # One adapter per pool, shared by all threads: it carries the pool-wide
         # "connections returned before this time are suspect" mark. A pool
         # django-db-connection-pool replaced (disposed) gets a new one.
-        entry = _registry.get_or_create(
-            self.alias, lambda: self._lease_pair(pool), lambda entry: entry.adapter.pool is pool
+        return _registry.get_or_create(
+            self.alias, lambda: self._lease_pair(pool), lambda supply: supply.adapter.pool is pool
         )
-        adapter: QueuePoolAdapter = entry.adapter  # type: ignore[assignment]
-        return adapter
 
-    def _lease_pair(self, pool: Any) -> _registry.Entry:
-        """The adapter of ``pool`` (the registry calls this under its lock)."""
+    def _lease_pair(self, pool: Any) -> Supply:
+        """The supply of ``pool`` (the registry calls this under its lock)."""
         # In place of django-db-connection-pool's connection factory, a lambda
         # over the wrapper that created the pool (see _Connect). SQLAlchemy's
         # own setter: it wraps the callable as the constructor does.
         pool._creator = _Connect(
             self.get_connection_params(), credentials_source(self.alias, self.settings_dict)
         )
-        return _registry.Entry(ENGINE, QueuePoolAdapter(pool, self.alias))
+        return Supply(ENGINE, QueuePoolAdapter(pool, self.alias))
 
     def _get_new_connection(self, conn_params: dict[str, Any]) -> PooledConnection:
         # django-db-connection-pool's connection factory calls this, until the
@@ -153,12 +152,12 @@ class DjPoolMixin(
     def close_pool(self) -> None:
         _registry.close(self.alias)
         # A pool django-db-connection-pool made that no borrow paired with an
-        # adapter yet (no lane, no callback): only its container knows it.
+        # supply yet: only its container knows it.
         with pool_container.lock:
             unpaired = pool_container.pop(self.alias, None)
         if unpaired is not None:
             unpaired.dispose()
-        self._lease_settings = None
+        self.lease_forget_settings()
 
 
 class UnwrapForPostGIS:

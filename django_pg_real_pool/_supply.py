@@ -1,0 +1,649 @@
+"""One alias's connection supply in this process: between "a wrapper wants a
+connection" and "the connection is back".
+
+A borrow and a return through psycopg_pool cost about 11 µs together (a lock
+on each side, statistics, logging calls, the expiry check): more than all the
+engine's own bookkeeping, paid twice per request. A :class:`Supply` keeps two
+things in front of the pool (its adapter, ``_pools.PoolAdapter``):
+
+* **parked connections**: what is released while nobody waits, in a LIFO
+  list; the next borrow of any thread of the process pops the most recently
+  used connection;
+* **a queue of borrowers** (FIFO), used once every connection the pool may
+  lend is out: a release hands its connection straight to the longest waiter,
+  which sleeps on a lock of its own (its ``HeldBox.signal``).
+
+For the pool, parked and handed-over connections are still lent out. The
+rules that keep the pool's own behaviour intact, all decided under the
+supply's ``_lock``:
+
+* **Nobody waits while a connection is parked or idle in the pool.** A
+  borrower, under the lock, takes a parked connection, or joins the queue
+  (only when the pool has nothing left to lend), or announces itself in
+  ``_waiting`` on its way to the pool's own queue. A release, under the lock,
+  hands over to the queue's head, else parks unless a borrower is announced
+  (then it goes to the pool, which serves its own queue in order). A return
+  to the pool wakes the queue's head with no connection when the pool has
+  one to lend. An asynchronous exception (a task's time limit) can cut such
+  a wake-up short: a borrower queued :data:`PARK_MAX` without one asks the
+  pool itself.
+* **The pool sees every connection at least every** :data:`PARK_MAX`
+  **seconds.** A connection lent by the pool longer than that goes back
+  through it on release (max_lifetime, ``drain()`` and SQLAlchemy's recycle
+  apply there). One parked longer than that goes back too, from the sweeper
+  thread, so the pool can shrink and its statistics read right when the
+  process falls idle.
+* :meth:`Supply.close` (``close_pool()``, a replaced pool) refuses parking and
+  queueing for good, returns whatever is parked and sends the queue to the
+  pool, which tells each borrower where the new pool is.
+* **A connection is never lost to an asynchronous exception.** The
+  borrower's :class:`HeldBox` names the connection from the moment the pool
+  (or a release) hands it over until it is back; the task bracket, or the
+  wrapper's next borrow, finds what an interrupted hand-over left there.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import weakref
+from collections import deque
+from time import monotonic, sleep
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+from psycopg.pq import TransactionStatus
+from psycopg_pool import TooManyRequests
+
+from . import _failover, _session
+from ._pooler import PoolerCheck
+from ._pools import WaitedInVain, ping
+from .errors import PoolExhausted
+
+if TYPE_CHECKING:
+    from ._counters import LeaseCounters
+    from ._pools import PoolAdapter
+    from ._registry import Configure
+
+logger = logging.getLogger("django_pg_real_pool")
+
+#: Longest a connection stays out of the pool between two visits, and longest
+#: it stays parked (seconds).
+PARK_MAX = 1.0
+
+_IDLE = TransactionStatus.IDLE
+_INTRANS_OR_ERROR = (TransactionStatus.INTRANS, TransactionStatus.INERROR)
+# Stale connections replaced in one borrow before giving up (the pool refills
+# in the background; a server that is down fails fast instead of looping).
+_MAX_STALE_IN_ONE_BORROW = 64
+
+
+class HeldBox:
+    """The connection a wrapper holds (or is being handed), readable after
+    the wrapper is gone; ``supply`` is where it goes back."""
+
+    __slots__ = ("conn", "signal", "supply")
+
+    def __init__(self) -> None:
+        self.supply: Supply | None = None
+        self.conn: Any = None
+        #: Held while the wrapper waits in a supply's queue; the release that
+        #: hands it a connection (or the nudge) releases it. Locked at rest.
+        self.signal = threading.Lock()
+        self.signal.acquire()
+
+
+class Supply:
+    """One alias's pool adapter, parked connections and queued borrowers
+    (shared by every thread of the process). See the module docstring."""
+
+    #: Benchmark-only switch (``benchmarks.paired --lane-queue``): ``False``
+    #: sends borrowers that find nothing to the pool's own queue instead of
+    #: this supply's. Set on a live instance; not a user setting.
+    lane_queue = True
+
+    #: The sweeper sleeps until a park wakes it (read on every park, without
+    #: the lock: a stale read only costs one extra rouse()).
+    sweeper_idle = False
+
+    def __init__(self, engine: str, adapter: PoolAdapter, configure: Configure | None = None):
+        #: The ``ENGINE`` setting that made the pool (telemetry names it).
+        self.engine = engine
+        self.adapter = adapter
+        self.alias = adapter.alias
+        #: ``raw(conn)`` is ``conn`` itself (lets the hot path skip the call).
+        self.raw_is_conn = adapter.raw_is_conn
+        self._configure = configure
+        #: Connections returned before this ``monotonic()`` time are checked
+        #: before reuse (unlocked: a float store; a late read pings once more).
+        self.suspect_before = 0.0
+        self._pooler: PoolerCheck | None = None
+        self._drained_at = 0.0
+        # Guards every field below. Critical sections are a few list and set
+        # operations; pool calls and I/O happen outside.
+        self._lock = threading.Lock()
+        #: Released connections, most recent last.
+        self._parked: list[Any] = []
+        #: Borrowers waiting for a release, longest first (their HeldBox).
+        self._queue: deque[HeldBox] = deque()
+        #: Borrowers on their way into the pool's own queue (their HeldBox).
+        self._waiting: set[HeldBox] = set()
+        #: Connections the pool has lent (parked ones included).
+        self._lent: set[Any] = set()
+        #: At ``_capacity`` lent, borrowers queue here (None: no limit).
+        self._capacity, self._max_waiting = adapter.limits()
+        #: Borrowers that gave up in the queue, or found it full.
+        self._errors = 0
+        self._closed = False
+        _sweeper.watch(self)
+
+    # -- borrowing -----------------------------------------------------------
+
+    def get(self, box: HeldBox, counters: LeaseCounters, idle_check: float | None) -> Any:
+        """A working connection, named by ``box`` from the moment it is handed
+        over. Replaces stale ones (a ping when returned before a broken one
+        was found, idle longer than ``idle_check``, or readable). Raises
+        ``PoolExhausted``/``TooManyRequests``, or ``PoolGone``: the alias has
+        a new pool (ask the registry)."""
+        if orphans:
+            return_orphans()
+        if box.conn is not None:
+            # An asynchronous exception cut a hand-over short, no bracket ran.
+            box_supply = box.supply
+            assert box_supply is not None
+            box_supply.discard(box, counters)
+        stale = 0
+        while True:
+            t0 = monotonic()
+            # Most borrows take a connection another release parked.
+            with self._lock:
+                if self._parked:
+                    # No check point between the pop and the store (see put).
+                    box.supply = self
+                    box.conn = conn = self._parked.pop()
+                else:
+                    conn = None
+            if conn is None:
+                try:
+                    conn = self._borrow(box, counters, t0 + self.adapter.timeout)
+                except PoolExhausted:
+                    counters.timeouts += 1
+                    raise
+            raw = conn if self.raw_is_conn else self.adapter.raw(conn)
+            state = raw.pgrp_state
+            if (
+                state.returned_at >= self.suspect_before
+                and (idle_check is None or t0 - state.returned_at <= idle_check)
+                and not state.poller.poll(0)
+            ) or not _ping_fails(raw, counters):
+                break
+            # Never hand out a dead connection: drop it; the pool replaces it.
+            stale += 1
+            counters.stale += 1
+            self.suspect_before = monotonic()
+            raw.close()
+            self._putconn(conn)
+            box.conn = None
+            if stale >= _MAX_STALE_IN_ONE_BORROW:
+                raise psycopg.OperationalError(
+                    f"database alias {self.alias!r}: {stale} pooled connections in a row "
+                    "failed their health check; is the server up?"
+                )
+        counters.acquires += 1
+        counters.wait_us += (monotonic() - t0) * 1e6
+        return conn
+
+    def _borrow(self, box: HeldBox, counters: LeaseCounters, deadline: float) -> Any:
+        """Nothing was parked: a release's connection through the queue, once
+        the pool has lent all it can; else the pool's. Fills ``box``."""
+        queue_allowed = self.lane_queue
+        while True:
+            refused = 0
+            with self._lock:
+                if self._parked:
+                    box.supply = self
+                    box.conn = conn = self._parked.pop()
+                    return conn
+                queue = queue_allowed and not self._closed and (bool(self._queue) or self._full())
+                if not queue:
+                    pass
+                elif self._max_waiting and len(self._queue) >= self._max_waiting:
+                    self._errors += 1
+                    refused = len(self._queue)
+                else:
+                    self._queue.append(box)
+            if refused:
+                # What psycopg_pool raises for its own queue.
+                raise TooManyRequests(
+                    f"database alias {self.alias!r}: {refused} requests are already "
+                    "waiting for a connection, the pool's max_waiting. To fix: raise "
+                    f"DATABASES[{self.alias!r}]['OPTIONS']['pool']['max_waiting'] "
+                    "(or 'max_size')"
+                )
+            if not queue:
+                return self._from_pool(box, deadline)
+            conn = self._wait(box, counters, deadline)
+            if conn is not None:
+                return conn
+            # Woken with nothing: the pool has a connection to lend.
+            queue_allowed = False
+
+    def _wait(self, box: HeldBox, counters: LeaseCounters, deadline: float) -> Any:
+        """Sleep in the queue (``box`` is in it) until a release hands over
+        its connection; ``None``: borrow from the pool. Raises
+        ``PoolExhausted`` at ``deadline``."""
+        signal = box.signal
+        # A wake-up left over from a wait that an asynchronous exception ended.
+        signal.acquire(blocking=False)
+        pending = True  # box in the queue, or its wake-up on the way
+        try:
+            counters.queued += 1
+            while True:
+                remaining = deadline - monotonic()
+                if remaining <= 0:
+                    break
+                if signal.acquire(timeout=min(remaining, PARK_MAX)):
+                    pending = False
+                    return box.conn  # a hand-over's (stored before the wake-up), or None
+                # Nothing for PARK_MAX: ask the pool itself. A nudge that an
+                # asynchronous exception cut short (a task's time limit on
+                # another thread) must not leave this borrower asleep while
+                # the pool has a connection to lend.
+                if self.adapter.lendable():
+                    break
+            with self._lock:
+                withdrawn = self._withdraw(box)
+                if withdrawn and remaining <= 0:
+                    self._errors += 1
+            if withdrawn:
+                pending = False
+                if remaining <= 0:
+                    raise self._exhausted()
+                return None
+            # A release or a nudge took this box out, and released the signal
+            # inside the same critical section.
+            signal.acquire(timeout=PARK_MAX)
+            pending = False
+            return box.conn
+        except BaseException:
+            # An asynchronous exception, usually right after the wake-up: a
+            # connection handed over stays in the box, where the task bracket
+            # or this wrapper's next borrow finds it.
+            if pending:
+                with self._lock:
+                    self._withdraw(box)
+            raise
+
+    def _withdraw(self, box: HeldBox) -> bool:
+        # Under _lock. False: a release or a nudge already took it out.
+        try:
+            self._queue.remove(box)
+        except ValueError:
+            return False
+        return True
+
+    def _from_pool(self, box: HeldBox, deadline: float) -> Any:
+        """Borrow from the pool itself, announced in ``_waiting`` meanwhile."""
+        try:
+            # Announced (inside the try: an asynchronous exception lands
+            # after add() returns): from here on, releases go to the pool.
+            with self._lock:
+                self._waiting.add(box)
+                if self._parked:  # parked before the announcement
+                    box.supply = self
+                    box.conn = conn = self._parked.pop()
+                    return conn
+            try:
+                conn = self.adapter.getconn(max(deadline - monotonic(), 0.001))
+            except WaitedInVain as exc:
+                # Chained to the pool's own error, as before the supply.
+                raise self._exhausted() from exc.__cause__
+            # Boxed before anything an asynchronous exception can interrupt.
+            box.supply = self
+            box.conn = conn
+            with self._lock:
+                self._lent.add(conn)
+            # Every connection visits the pool at least every PARK_MAX: a
+            # resize() reaches the supply soon enough.
+            self._capacity, self._max_waiting = self.adapter.limits()
+            raw = conn if self.raw_is_conn else self.adapter.raw(conn)
+            raw.pgrp_state.lent_at = monotonic()
+            if raw.pgrp_state.pooler is not False:
+                self._check_pooler(raw, conn, box)
+            return conn
+        finally:
+            with self._lock:
+                self._waiting.discard(box)
+                # A connection that came back to the pool while this borrower
+                # was announced went unclaimed if it found another.
+                head = self._next_waiter()
+            if head is not None:
+                head.signal.release()
+
+    def _check_pooler(self, raw: Any, conn: Any, box: HeldBox) -> None:
+        """A physical connection's first lend: the pooler check (``_pooler.py``).
+        On refusal the connection goes back before the error is raised."""
+        if self._pooler is None:
+            from django.db import connections
+
+            self._pooler = PoolerCheck(self.alias, connections.settings.get(self.alias))
+        try:
+            self._pooler.check_first_lend(raw)
+        except BaseException:
+            self._putconn(conn)
+            box.conn = None
+            raise
+
+    def _full(self) -> bool:
+        # Under _lock: the pool has nothing to lend that nobody has claimed.
+        return self._capacity is not None and len(self._lent) + len(self._waiting) >= self._capacity
+
+    def _next_waiter(self) -> HeldBox | None:
+        # Under _lock: the queue's head, taken out to be woken with no
+        # connection (the caller releases its signal), if the pool has one.
+        if self._queue and (self._closed or not self._full()):
+            box = self._queue.popleft()
+            box.conn = None
+            return box
+        return None
+
+    def _exhausted(self) -> PoolExhausted:
+        stats = self.stats()
+        with self._lock:
+            lent = len(self._lent)
+        return self.adapter.exhausted(stats, lent)
+
+    # -- giving back ---------------------------------------------------------
+
+    def put(self, conn: Any, box: HeldBox, dirty: str | None, counters: LeaseCounters) -> None:
+        """Take back ``conn`` (that ``box`` names until it is safe) whatever
+        state it is in: hand it to a queued borrower or park it if clean and
+        idle, else roll back, reset (``dirty``: why) or discard it, and return
+        it to the pool."""
+        raw = conn if self.raw_is_conn else self.adapter.raw(conn)
+        state = raw.pgrp_state
+        now = monotonic()
+        if dirty is None and raw.autocommit and raw.pgconn.transaction_status == _IDLE:
+            # The common case: clean, idle (hence not broken), in autocommit.
+            state.returned_at = now
+            if now - state.lent_at < PARK_MAX:
+                with self._lock:
+                    if self._queue:
+                        # To the longest-waiting borrower. Attribute stores
+                        # only up to the release: an asynchronous exception
+                        # lands before all of them or after all of them.
+                        head = self._queue.popleft()
+                        head.supply = self
+                        head.conn = conn
+                        box.conn = None
+                        head.signal.release()
+                        return
+                    if not self._waiting and not self._closed:
+                        # No check point between these two lines: the
+                        # interpreter checks for asynchronous exceptions after
+                        # the call, when both are done.
+                        box.conn = None
+                        self._parked.append(conn)
+                        parked = True
+                    else:
+                        parked = False
+                if parked:
+                    if Supply.sweeper_idle:
+                        _sweeper.rouse()
+                    return
+            self._putconn(conn)
+            box.conn = None
+            return
+        try:
+            self._clean(raw, state, dirty, counters)
+        finally:
+            if raw.closed:
+                counters.discards += 1
+                self.suspect_before = now
+            state.returned_at = monotonic()
+            self._putconn(conn)
+            box.conn = None
+
+    def _clean(self, raw: Any, state: Any, dirty: str | None, counters: LeaseCounters) -> None:
+        """Roll back, reset the session if ``dirty``, back to autocommit; a
+        connection that cannot be cleaned is closed (the pool replaces it)."""
+        try:
+            if not raw.closed:
+                status = raw.pgconn.transaction_status
+                if status in _INTRANS_OR_ERROR:
+                    raw.rollback()
+                elif status != _IDLE:
+                    # Mid-query or unknown: no safe way back.
+                    raw.close()
+            if not raw.closed:
+                if dirty is not None:
+                    counters.resets += 1
+                    logger.debug("alias %r: resetting session (%s)", self.alias, dirty)
+                    _session.discard_session(raw)
+                    # DISCARD ALL undid the set-up too: redo it (and tell
+                    # connection_created receivers) at the next borrow.
+                    state.setup_gen = 0
+                    state.announced = False
+                elif not raw.autocommit:
+                    raw.autocommit = True
+        except psycopg.Error as exc:
+            logger.warning(
+                "alias %r: discarding a connection that could not be cleaned: %s", self.alias, exc
+            )
+            raw.close()
+
+    def discard(self, box: HeldBox, counters: LeaseCounters | None) -> None:
+        """Close and return the connection in ``box`` that its wrapper does
+        not hold (counted in ``counters``, if given): a hand-over an
+        asynchronous exception cut short, a failed set-up. Its state is
+        unknown, so it is never reused."""
+        conn = box.conn
+        box.conn = None
+        if counters is not None:
+            counters.discards += 1
+        self.adapter.raw(conn).close()
+        self._putconn(conn)
+
+    def _putconn(self, conn: Any) -> None:
+        """Return ``conn`` to the pool itself."""
+        with self._lock:
+            # Uncounted first: an asynchronous exception in between may leave
+            # one connection too few counted (borrowers then try the pool, and
+            # wait there), never one too many (they would queue for nothing).
+            self._lent.discard(conn)
+        raw = self.adapter.raw(conn)
+        failover = _failover.close_if_failed_over(raw)
+        self.adapter.putconn(conn)
+        with self._lock:
+            # A queued borrower may borrow it there.
+            head = self._next_waiter()
+        if head is not None:
+            head.signal.release()
+        if failover and raw.pgrp_state.lent_at > self._drained_at:
+            self.drain()
+
+    def give_back(self, *, discard: bool = False) -> None:
+        """Return every parked connection to the pool (``discard``: closed
+        first: its pool is gone, nobody must use it again)."""
+        with self._lock:
+            parked, self._parked = self._parked, []
+        for conn in parked:
+            if discard:
+                self.adapter.raw(conn).close()
+            self._putconn(conn)
+
+    def sweep(self, now: float) -> None:
+        """Return every connection parked longer than :data:`PARK_MAX`."""
+        raw = self.adapter.raw
+        with self._lock:
+            # Oldest first: the list is in release order.
+            keep = next(
+                (
+                    i
+                    for i, conn in enumerate(self._parked)
+                    if now - raw(conn).pgrp_state.returned_at <= PARK_MAX
+                ),
+                len(self._parked),
+            )
+            old, self._parked[:keep] = self._parked[:keep], []
+        for conn in old:
+            self._putconn(conn)
+
+    def has_parked(self) -> bool:
+        """Whether a connection is parked (the sweeper's unlocked glance)."""
+        return bool(self._parked)
+
+    def drain(self) -> None:
+        """Replace every connection: idle ones now, lent ones when they come back."""
+        # Unlocked: two threads may both drain after one failover, which only
+        # replaces connections once more.
+        _failover.log_drain(self.alias)
+        self._drained_at = monotonic()
+        self.adapter.drain()
+        self.give_back()
+
+    def close(self, *, discard: bool = False, pool: bool = True) -> None:
+        """Park and queue nothing more; close the pool (``pool``: False when
+        its engine already replaced it); give back (``discard``: close) what
+        is parked; send queued borrowers to the pool, which tells them where
+        the new one is; cut the pool's configure callback loose. Idempotent."""
+        with self._lock:
+            self._closed = True
+        try:
+            if pool:
+                # First: a borrower racing with this finds the pool closed,
+                # and a parked connection given back below is closed by it.
+                self.adapter.close()
+            self.give_back(discard=discard)
+            while True:
+                with self._lock:
+                    head = self._next_waiter()
+                if head is None:
+                    break
+                head.signal.release()
+        finally:
+            if pool and self._configure is not None:
+                self._configure.detach()
+
+    # -- inspection ----------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` ran."""
+        return self._closed
+
+    def stats(self) -> dict[str, int]:
+        """The pool's counters with this supply's share: parked connections
+        count as available (``pool_parked``), queued borrowers as waiting
+        (``lane_waiting``), their timeouts and refusals as errors."""
+        stats = dict(self.adapter.stats())
+        with self._lock:
+            parked, queued, errors = len(self._parked), len(self._queue), self._errors
+        stats["pool_available"] = stats.get("pool_available", 0) + parked
+        if "pool_checked_out" in stats:  # SQLAlchemy counts parked ones out
+            stats["pool_checked_out"] -= parked
+        stats["pool_parked"] = parked
+        stats["requests_waiting"] = stats.get("requests_waiting", 0) + queued
+        stats["lane_waiting"] = queued
+        stats["requests_errors"] = stats.get("requests_errors", 0) + errors
+        return stats
+
+    def queued(self) -> list[HeldBox]:
+        """The boxes of the borrowers in the queue, longest-waiting first."""
+        with self._lock:
+            return list(self._queue)
+
+
+def _ping_fails(raw: Any, counters: LeaseCounters) -> bool:
+    """One round trip on a suspect connection: True if it does not work."""
+    counters.pings += 1
+    try:
+        ping(raw)
+    except psycopg.Error:
+        return True
+    return False
+
+
+#: Connections of wrappers that died holding them, with their supply:
+#: returned at the next borrow by any thread. Never from the finalizer itself,
+#: which may run inside a pool's critical section (GC can trigger anywhere).
+orphans: list[tuple[Supply, Any]] = []
+
+
+def return_orphans() -> None:
+    """Close and return connections whose wrapper died holding them."""
+    while orphans:
+        try:
+            supply, conn = orphans.pop()
+        except IndexError:
+            return
+        supply.adapter.raw(conn).close()
+        supply._putconn(conn)
+
+
+class _Sweeper:
+    """One daemon thread per process: returns connections parked too long.
+
+    Without it, connections parked when a process falls idle would stay lent
+    out: the pool could not shrink, and its statistics would count them busy.
+    It looks every half :data:`PARK_MAX` while some supply has a parked
+    connection, and sleeps on a condition otherwise (a park wakes it: see
+    ``Supply.sweeper_idle``). A fork child starts its own at its first supply.
+    """
+
+    def __init__(self) -> None:
+        self._supplies: weakref.WeakSet[Supply] = weakref.WeakSet()
+        # Guards _supplies, _started and Supply.sweeper_idle's writes.
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._started = False
+
+    def watch(self, supply: Supply) -> None:
+        with self._lock:
+            self._supplies.add(supply)
+            if not self._started:
+                self._started = True
+                threading.Thread(
+                    target=self._run, name="django_pg_real_pool-supply-sweeper", daemon=True
+                ).start()
+
+    def rouse(self) -> None:
+        with self._lock:
+            if Supply.sweeper_idle:
+                Supply.sweeper_idle = False
+                self._wake.notify()
+
+    def _run(self) -> None:
+        while True:
+            sleep(PARK_MAX / 2)  # a period, not a wait for an event
+            now = monotonic()
+            with self._lock:
+                supplies = list(self._supplies)
+            for supply in supplies:
+                if supply.has_parked():
+                    try:
+                        supply.sweep(now)
+                    except Exception:  # never let one bad return end the sweeper
+                        logger.exception("giving back a parked connection failed")
+            with self._lock:
+                # Idle first, then look: a park either sees the flag (and
+                # wakes this thread, whose wait releases the lock) or happened
+                # before the look below.
+                Supply.sweeper_idle = True
+                if any(supply.has_parked() for supply in list(self._supplies)):
+                    Supply.sweeper_idle = False
+                    continue
+                while Supply.sweeper_idle:
+                    self._wake.wait()
+
+
+_sweeper = _Sweeper()
+
+
+def forget_after_fork() -> None:
+    """In a fork child: a new sweeper (threads do not survive fork, and the
+    inherited lock may be held); no inherited orphan is touched."""
+    global _sweeper
+    _sweeper = _Sweeper()
+    Supply.sweeper_idle = False
+    orphans.clear()
