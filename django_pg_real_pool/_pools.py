@@ -9,6 +9,7 @@ it needs a health check, and to remember that it must be reset.
 from __future__ import annotations
 
 import select
+from collections.abc import Callable
 from time import monotonic
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -168,9 +169,9 @@ class PoolAdapter(Protocol):
     def stats(self) -> dict[str, int]:
         """The pool's own counters (sizes, waits, errors)."""
 
-    def close(self) -> None:
-        """Close the pool and every idle connection in it; connections given
-        back later are closed."""
+    def close(self, give_back: Callable[[], None]) -> None:
+        """Close the pool and every idle connection in it; ``give_back()``
+        returns the parked ones first, once no new borrow reaches the pool."""
 
     def drain(self) -> None:
         """Replace every connection: idle ones now, lent ones when they come back."""
@@ -263,7 +264,8 @@ class NativePool:
     def stats(self) -> dict[str, int]:
         return self._pool.get_stats()
 
-    def close(self) -> None:
+    def close(self, give_back: Callable[[], None]) -> None:
+        give_back()
         self._pool.close()
 
 

@@ -511,10 +511,9 @@ class Supply:
             self._closed = True
         try:
             if pool:
-                # First: a borrower racing with this finds the pool closed,
-                # and a parked connection given back below is closed by it.
-                self.adapter.close()
-            self.give_back(discard=discard)
+                self.adapter.close(lambda: self.give_back(discard=discard))
+            else:
+                self.give_back(discard=discard)
             while True:
                 with self._lock:
                     head = self._next_waiter()
@@ -616,15 +615,7 @@ class _Sweeper:
     def _run(self) -> None:
         while True:
             sleep(PARK_MAX / 2)  # a period, not a wait for an event
-            now = monotonic()
-            with self._lock:
-                supplies = list(self._supplies)
-            for supply in supplies:
-                if supply.has_parked():
-                    try:
-                        supply.sweep(now)
-                    except Exception:  # never let one bad return end the sweeper
-                        logger.exception("giving back a parked connection failed")
+            self._sweep_all(monotonic())
             with self._lock:
                 # Idle first, then look: a park either sees the flag (and
                 # wakes this thread, whose wait releases the lock) or happened
@@ -635,6 +626,19 @@ class _Sweeper:
                     continue
                 while Supply.sweeper_idle:
                     self._wake.wait()
+
+
+    def _sweep_all(self, now: float) -> None:
+        # A method of its own: its locals (strong references to supplies)
+        # end with it, so a closed supply is freed while the sweeper sleeps.
+        with self._lock:
+            supplies = list(self._supplies)
+        for supply in supplies:
+            if supply.has_parked():
+                try:
+                    supply.sweep(now)
+                except Exception:  # never let one bad return end the sweeper
+                    logger.exception("giving back a parked connection failed")
 
 
 _sweeper = _Sweeper()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from dj_db_conn_pool.core import pool_container
@@ -109,12 +110,14 @@ class QueuePoolAdapter:
             "pool_overflow": pool.overflow(),
         }
 
-    def close(self) -> None:
+    def close(self, give_back: Callable[[], None]) -> None:
         # Out of the container first: a borrower racing with this finds the
-        # pool gone (PoolGone) and a parked connection given back afterwards
-        # is closed (putconn), not checked in.
+        # pool gone (PoolGone) and a parked connection given back is closed
+        # (putconn), not checked in. Given back before dispose(), which a
+        # connection checked in afterwards would outlive.
         with pool_container.lock:
             current = pool_container.pop(self.alias, None)
+        give_back()
         self._pool.dispose()
         if current is not None and current is not self._pool:
             # django-db-connection-pool replaced the pool since this adapter
