@@ -182,6 +182,15 @@ def ping(raw: psycopg.Connection[Any]) -> None:
     raw.execute("")
 
 
+def ping_fails(raw: psycopg.Connection[Any]) -> bool:
+    """One round trip on a suspect connection: True if it does not work."""
+    try:
+        ping(raw)
+    except psycopg.Error:
+        return True
+    return False
+
+
 class NativePool:
     """Adapter over the ``psycopg_pool.ConnectionPool`` Django 5.1+ creates."""
 

@@ -17,7 +17,7 @@ import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
-from . import _counters, _supply
+from . import _counters, _strays
 from ._supply import HeldBox, Supply
 
 if TYPE_CHECKING:
@@ -108,7 +108,7 @@ def register(wrapper: LeaseMixin, counters: _counters.LeaseCounters) -> HeldBox:
 def _retire(alias: str, counters: _counters.LeaseCounters, box: HeldBox) -> None:
     # Runs wherever GC runs: no locks here, only atomic list appends.
     if box.conn is not None and box.supply is not None:
-        _supply.orphans.append((box.supply, box.conn))
+        _strays.orphans.append((box.supply, box.conn))
     _counters.retire(alias, counters)
 
 
@@ -125,7 +125,7 @@ def forget_after_fork() -> list[Any]:
     # Another thread may have held these at the fork: it does not exist here.
     _lock = threading.Lock()
     _wrappers_lock = threading.Lock()
-    _supply.forget_after_fork()
+    _strays.forget_after_fork()
     inherited: list[Any] = [supply.adapter.pool for supply in _supplies.values()]
     _supplies.clear()
     for wrapper in list(_wrappers):

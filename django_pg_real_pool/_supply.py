@@ -46,18 +46,17 @@ from __future__ import annotations
 
 import logging
 import threading
-import weakref
 from collections import deque
-from time import monotonic, sleep
+from time import monotonic
 from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg.pq import TransactionStatus
 from psycopg_pool import TooManyRequests
 
-from . import _failover, _session
+from . import _failover, _session, _strays
 from ._pooler import PoolerCheck
-from ._pools import WaitedInVain, ping
+from ._pools import WaitedInVain, ping_fails
 from .errors import PoolExhausted
 
 if TYPE_CHECKING:
@@ -72,7 +71,6 @@ logger = logging.getLogger("django_pg_real_pool")
 PARK_MAX = 1.0
 
 _IDLE = TransactionStatus.IDLE
-_INTRANS_OR_ERROR = (TransactionStatus.INTRANS, TransactionStatus.INERROR)
 # Stale connections replaced in one borrow before giving up (the pool refills
 # in the background; a server that is down fails fast instead of looping).
 _MAX_STALE_IN_ONE_BORROW = 64
@@ -101,10 +99,6 @@ class Supply:
     #: sends borrowers that find nothing to the pool's own queue instead of
     #: this supply's. Set on a live instance; not a user setting.
     lane_queue = True
-
-    #: The sweeper sleeps until a park wakes it (read on every park, without
-    #: the lock: a stale read only costs one extra rouse()).
-    sweeper_idle = False
 
     def __init__(self, engine: str, adapter: PoolAdapter, configure: Configure | None = None):
         #: The ``ENGINE`` setting that made the pool (telemetry names it).
@@ -135,7 +129,7 @@ class Supply:
         #: Borrowers that gave up in the queue, or found it full.
         self._errors = 0
         self._closed = False
-        _sweeper.watch(self)
+        _strays.watch(self)
 
     # -- borrowing -----------------------------------------------------------
 
@@ -145,8 +139,8 @@ class Supply:
         was found, idle longer than ``idle_check``, or readable). Raises
         ``PoolExhausted``/``TooManyRequests``, or ``PoolGone``: the alias has
         a new pool (ask the registry)."""
-        if orphans:
-            return_orphans()
+        if _strays.orphans:
+            _strays.return_orphans()
         if box.conn is not None:
             # An asynchronous exception cut a hand-over short, no bracket ran.
             box_supply = box.supply
@@ -175,7 +169,10 @@ class Supply:
                 state.returned_at >= self.suspect_before
                 and (idle_check is None or t0 - state.returned_at <= idle_check)
                 and not state.poller.poll(0)
-            ) or not _ping_fails(raw, counters):
+            ):
+                break
+            counters.pings += 1
+            if not ping_fails(raw):
                 break
             # Never hand out a dead connection: drop it; the pool replaces it.
             stale += 1
@@ -388,14 +385,19 @@ class Supply:
                     else:
                         parked = False
                 if parked:
-                    if Supply.sweeper_idle:
-                        _sweeper.rouse()
+                    if _strays.idle:
+                        _strays.rouse()
                     return
             self._putconn(conn)
             box.conn = None
             return
         try:
-            self._clean(raw, state, dirty, counters)
+            if _session.clean(raw, dirty, self.alias) and dirty is not None:
+                counters.resets += 1
+                # DISCARD ALL undid the set-up too: redo it (and tell
+                # connection_created receivers) at the next borrow.
+                state.setup_gen = 0
+                state.announced = False
         finally:
             if raw.closed:
                 counters.discards += 1
@@ -403,34 +405,6 @@ class Supply:
             state.returned_at = monotonic()
             self._putconn(conn)
             box.conn = None
-
-    def _clean(self, raw: Any, state: Any, dirty: str | None, counters: LeaseCounters) -> None:
-        """Roll back, reset the session if ``dirty``, back to autocommit; a
-        connection that cannot be cleaned is closed (the pool replaces it)."""
-        try:
-            if not raw.closed:
-                status = raw.pgconn.transaction_status
-                if status in _INTRANS_OR_ERROR:
-                    raw.rollback()
-                elif status != _IDLE:
-                    # Mid-query or unknown: no safe way back.
-                    raw.close()
-            if not raw.closed:
-                if dirty is not None:
-                    counters.resets += 1
-                    logger.debug("alias %r: resetting session (%s)", self.alias, dirty)
-                    _session.discard_session(raw)
-                    # DISCARD ALL undid the set-up too: redo it (and tell
-                    # connection_created receivers) at the next borrow.
-                    state.setup_gen = 0
-                    state.announced = False
-                elif not raw.autocommit:
-                    raw.autocommit = True
-        except psycopg.Error as exc:
-            logger.warning(
-                "alias %r: discarding a connection that could not be cleaned: %s", self.alias, exc
-            )
-            raw.close()
 
     def discard(self, box: HeldBox, counters: LeaseCounters | None) -> None:
         """Close and return the connection in ``box`` that its wrapper does
@@ -441,6 +415,10 @@ class Supply:
         box.conn = None
         if counters is not None:
             counters.discards += 1
+        self.discard_conn(conn)
+
+    def discard_conn(self, conn: Any) -> None:
+        """Close ``conn`` (lent by this supply's pool) and return it."""
         self.adapter.raw(conn).close()
         self._putconn(conn)
 
@@ -551,103 +529,3 @@ class Supply:
         """The boxes of the borrowers in the queue, longest-waiting first."""
         with self._lock:
             return list(self._queue)
-
-
-def _ping_fails(raw: Any, counters: LeaseCounters) -> bool:
-    """One round trip on a suspect connection: True if it does not work."""
-    counters.pings += 1
-    try:
-        ping(raw)
-    except psycopg.Error:
-        return True
-    return False
-
-
-#: Connections of wrappers that died holding them, with their supply:
-#: returned at the next borrow by any thread. Never from the finalizer itself,
-#: which may run inside a pool's critical section (GC can trigger anywhere).
-orphans: list[tuple[Supply, Any]] = []
-
-
-def return_orphans() -> None:
-    """Close and return connections whose wrapper died holding them."""
-    while orphans:
-        try:
-            supply, conn = orphans.pop()
-        except IndexError:
-            return
-        supply.adapter.raw(conn).close()
-        supply._putconn(conn)
-
-
-class _Sweeper:
-    """One daemon thread per process: returns connections parked too long.
-
-    Without it, connections parked when a process falls idle would stay lent
-    out: the pool could not shrink, and its statistics would count them busy.
-    It looks every half :data:`PARK_MAX` while some supply has a parked
-    connection, and sleeps on a condition otherwise (a park wakes it: see
-    ``Supply.sweeper_idle``). A fork child starts its own at its first supply.
-    """
-
-    def __init__(self) -> None:
-        self._supplies: weakref.WeakSet[Supply] = weakref.WeakSet()
-        # Guards _supplies, _started and Supply.sweeper_idle's writes.
-        self._lock = threading.Lock()
-        self._wake = threading.Condition(self._lock)
-        self._started = False
-
-    def watch(self, supply: Supply) -> None:
-        with self._lock:
-            self._supplies.add(supply)
-            if not self._started:
-                self._started = True
-                threading.Thread(
-                    target=self._run, name="django_pg_real_pool-supply-sweeper", daemon=True
-                ).start()
-
-    def rouse(self) -> None:
-        with self._lock:
-            if Supply.sweeper_idle:
-                Supply.sweeper_idle = False
-                self._wake.notify()
-
-    def _run(self) -> None:
-        while True:
-            sleep(PARK_MAX / 2)  # a period, not a wait for an event
-            self._sweep_all(monotonic())
-            with self._lock:
-                # Idle first, then look: a park either sees the flag (and
-                # wakes this thread, whose wait releases the lock) or happened
-                # before the look below.
-                Supply.sweeper_idle = True
-                if any(supply.has_parked() for supply in list(self._supplies)):
-                    Supply.sweeper_idle = False
-                    continue
-                while Supply.sweeper_idle:
-                    self._wake.wait()
-
-
-    def _sweep_all(self, now: float) -> None:
-        # A method of its own: its locals (strong references to supplies)
-        # end with it, so a closed supply is freed while the sweeper sleeps.
-        with self._lock:
-            supplies = list(self._supplies)
-        for supply in supplies:
-            if supply.has_parked():
-                try:
-                    supply.sweep(now)
-                except Exception:  # never let one bad return end the sweeper
-                    logger.exception("giving back a parked connection failed")
-
-
-_sweeper = _Sweeper()
-
-
-def forget_after_fork() -> None:
-    """In a fork child: a new sweeper (threads do not survive fork, and the
-    inherited lock may be held); no inherited orphan is touched."""
-    global _sweeper
-    _sweeper = _Sweeper()
-    Supply.sweeper_idle = False
-    orphans.clear()
