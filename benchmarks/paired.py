@@ -138,7 +138,7 @@ def child(cfg: dict[str, Any]) -> dict[str, Any]:
             # on the live one, before any request of the run.
             connections[kind].ensure_connection()
             connections[kind].close()
-            lane_queue = cfg["lane_queue"] == "on" and not kind.endswith(POOLQ)
+            lane_queue = cfg["lane_queue"] != "off" and not kind.endswith(POOLQ)
             connections[kind]._lease_supply.lane_queue = lane_queue
     work = cfg["work_ms"] / 1000
     threads_n = cfg["threads"]
