@@ -27,7 +27,7 @@ logger = logging.getLogger("django_pg_real_pool")
 
 
 class Configure(Protocol):
-    """A pool's callback that reaches back to a wrapper (see ``base._Configure``)."""
+    """A pool's callback that reaches back to a wrapper (see ``_setup.PoolConfigure``)."""
 
     def detach(self) -> None:
         """Let go of the wrapper: the pool is closed."""

@@ -26,6 +26,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
+import psycopg
+
 if TYPE_CHECKING:
     from django.db.backends.postgresql.base import DatabaseWrapper as PGWrapper
 
@@ -185,3 +187,29 @@ class ConnectionSetupMixin(_Base):
             yield
         finally:
             self._lease_configuring = previous
+
+
+class PoolConfigure:
+    """A pool's ``configure`` callback: the wrapper that created the pool
+    configures each new connection, as with Django's own pool.
+
+    That wrapper holds the pool's supply, which holds the pool: holding the
+    wrapper from the pool would close a reference cycle, which only the garbage
+    collector frees. Closing the pool cuts this link (``Supply.close``), so a
+    closed pool is freed as soon as the last wrapper lets go of it.
+    """
+
+    __slots__ = ("wrapper",)
+
+    def __init__(self, wrapper: ConnectionSetupMixin) -> None:
+        self.wrapper: ConnectionSetupMixin | None = wrapper
+
+    def detach(self) -> None:
+        self.wrapper = None
+
+    def __call__(self, raw: Any) -> None:
+        wrapper = self.wrapper
+        if wrapper is None:
+            # A connection opening while its pool closes: psycopg_pool drops it.
+            raise psycopg.OperationalError("the pool was closed")
+        wrapper._lease_configure(raw)

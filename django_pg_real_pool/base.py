@@ -17,14 +17,13 @@ from django.db.backends.postgresql import base as pg_base  # noqa: E402
 
 check_psycopg3(pg_base.is_psycopg3)  # type: ignore[attr-defined]
 
-import psycopg  # noqa: E402
-
 from . import _registry  # noqa: E402
 from ._compose import schema_editor_class  # noqa: E402
 from ._credentials import pool_kwargs  # noqa: E402
 from ._engines import NATIVE_ENGINE  # noqa: E402
 from ._lease import LeaseMixin  # noqa: E402
 from ._pools import NativePool, PooledConnection  # noqa: E402
+from ._setup import PoolConfigure  # noqa: E402
 from ._supply import Supply  # noqa: E402
 from ._validate import check_conn_max_age, pool_options_of, resolve_isolation_level  # noqa: E402
 
@@ -75,7 +74,7 @@ class NativePoolMixin(LeaseMixin):
         # needs no round trip to set it.
         connect_kwargs["autocommit"] = True
         options.setdefault("name", f"django_pg_real_pool:{self.alias}")
-        configure = _Configure(self)
+        configure = PoolConfigure(self)
         pool = ConnectionPool(
             kwargs=pool_kwargs(self.alias, self.settings_dict, connect_kwargs),
             open=False,
@@ -102,30 +101,3 @@ class DatabaseWrapper(NativePoolMixin, pg_base.DatabaseWrapper):  # type: ignore
     """Django's PostgreSQL ``DatabaseWrapper`` with per-query pool release."""
 
     SchemaEditorClass = schema_editor_class(pg_base.DatabaseWrapper)
-
-
-class _Configure:
-    """A pool's ``configure`` callback: the wrapper that created the pool
-    configures each new connection, as with Django's own pool.
-
-    That wrapper holds the pool's adapter, which holds the pool: holding the
-    wrapper from the pool would close a reference cycle, which only the garbage
-    collector frees. Closing the pool cuts this
-    link (``Supply.close``), so a closed pool is freed as soon as the last
-    wrapper lets go of it.
-    """
-
-    __slots__ = ("wrapper",)
-
-    def __init__(self, wrapper: NativePoolMixin) -> None:
-        self.wrapper: NativePoolMixin | None = wrapper
-
-    def detach(self) -> None:
-        self.wrapper = None
-
-    def __call__(self, raw: Any) -> None:
-        wrapper = self.wrapper
-        if wrapper is None:
-            # A connection opening while its pool closes: psycopg_pool drops it.
-            raise psycopg.OperationalError("the pool was closed")
-        wrapper._lease_configure(raw)

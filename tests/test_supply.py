@@ -527,7 +527,7 @@ def test_threads_racing_for_the_supply_of_a_pool_share_one() -> None:
 def test_dj_test_database_teardown_gives_parked_connections_back_before_disposing() -> None:
     # django-db-connection-pool disposes its pools before dropping a test
     # database; disposing closes only connections resting in a pool.
-    from django_pg_real_pool.dj_db_conn_pool.base import _GiveBackParkedFirst
+    from django_pg_real_pool.dj_db_conn_pool._creation import _GiveBackParkedFirst
 
     engine = "django_pg_real_pool.dj_db_conn_pool"
     wrapper = make_wrapper(engine, "supply-teardown", **POOLS[engine])

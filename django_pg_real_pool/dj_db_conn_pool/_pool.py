@@ -123,3 +123,27 @@ class QueuePoolAdapter:
             # django-db-connection-pool replaced the pool since this adapter
             # was made, and nobody borrowed from the new one yet.
             current.dispose()
+
+
+class Connect:
+    """A QueuePool's connection factory: physical connections carry our state
+    and rest in autocommit, as with the native engine.
+
+    It holds the connection parameters, not a wrapper. django-db-connection-pool's
+    factory is a lambda over the wrapper that created the pool, so the pool kept
+    that wrapper alive; and every wrapper's finalizer keeps the adapter of its
+    last borrow, hence the pool: the wrapper that created a pool could never be
+    freed, nor that pool after ``close_pool()``.
+    """
+
+    __slots__ = ("fresh", "params")
+
+    def __init__(self, params: dict[str, Any], fresh: Callable[[], dict[str, Any]] | None) -> None:
+        self.params = {**params, "autocommit": True}
+        # OPTIONS["real_pool"]["credentials"], read at each connection (_credentials.py).
+        self.fresh = fresh
+
+    def __call__(self) -> PooledConnection:
+        if self.fresh is None:
+            return PooledConnection.connect(**self.params)
+        return PooledConnection.connect(**{**self.params, **self.fresh()})

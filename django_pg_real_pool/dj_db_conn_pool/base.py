@@ -9,7 +9,6 @@ cheaply itself), and the container is emptied in fork children.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import django
@@ -27,8 +26,6 @@ check_psycopg3(pg_base.is_psycopg3)  # type: ignore[attr-defined]
 try:
     from dj_db_conn_pool.backends.postgresql.mixins import PGDatabaseWrapperMixin
     from dj_db_conn_pool.core import pool_container
-    from dj_db_conn_pool.core.mixins import DatabasePoolWrapperMixin
-    from dj_db_conn_pool.core.mixins.creation import DatabaseCreationMixin
 except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
     raise ImproperlyConfigured(
         "ENGINE 'django_pg_real_pool.dj_db_conn_pool' needs django-db-connection-pool "
@@ -44,7 +41,8 @@ from .._lease import LeaseMixin  # noqa: E402
 from .._pools import PooledConnection  # noqa: E402
 from .._supply import Supply  # noqa: E402
 from .._validate import resolve_isolation_level  # noqa: E402
-from ._pool import QueuePoolAdapter  # noqa: E402
+from ._creation import DatabaseCreation, OneCreationClass, creation_class  # noqa: E402
+from ._pool import Connect, QueuePoolAdapter  # noqa: E402
 
 __all__ = ["DatabaseWrapper", "DjPoolMixin", "UnwrapForPostGIS", "creation_class"]
 
@@ -52,53 +50,9 @@ __all__ = ["DatabaseWrapper", "DjPoolMixin", "UnwrapForPostGIS", "creation_class
 ENGINE = QUEUEPOOL_ENGINE
 
 
-class _GiveBackParkedFirst:
-    """Creation mixin: parked connections go back before the pools are disposed.
-
-    django-db-connection-pool disposes every pool before destroying a test
-    database; disposing closes only the connections resting in a pool, and a
-    parked one is lent out for SQLAlchemy: it would keep a session on the
-    database being dropped.
-    """
-
-    def _destroy_test_db(self, test_database_name: str, verbosity: int) -> None:
-        for supply in _registry.supplies():
-            if supply.engine == ENGINE:
-                supply.give_back()
-        super()._destroy_test_db(test_database_name, verbosity)  # type: ignore[misc]
-
-
-def creation_class(base: type[Any]) -> type[Any]:
-    """django-db-connection-pool's creation class on ``base``'s, built once per base."""
-    return type(
-        "DatabaseCreation",
-        (_GiveBackParkedFirst, DatabaseCreationMixin, base.creation_class),
-        {"__module__": __name__},
-    )
-
-
-DatabaseCreation = creation_class(pg_base.DatabaseWrapper)
-
-
-class _OneCreationClass:
-    """Skips django-db-connection-pool's ``DatabasePoolWrapperMixin.__init__``.
-
-    All it does is ``self.creation_class = type(..., (DatabaseCreationMixin,
-    self.creation_class), {})``: a new class for every wrapper. A class is in
-    its own ``__mro__``, a reference cycle, so each wrapper dropped (one per
-    thread and alias, each ``copy()``) left its class to the garbage collector
-    (Django 6.1's ``test_release_memory_without_garbage_collection``).
-    ``DatabaseWrapper.creation_class`` is that class, built once.
-    """
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        # The next __init__ after django-db-connection-pool's: Django's.
-        super(DatabasePoolWrapperMixin, self).__init__(*args, **kwargs)
-
-
 class DjPoolMixin(
     LeaseMixin,
-    _OneCreationClass,
+    OneCreationClass,
     PGDatabaseWrapperMixin,  # type: ignore[misc]
 ):
     """Per-query release on django-db-connection-pool's SQLAlchemy pool, for
@@ -137,9 +91,9 @@ class DjPoolMixin(
     def _lease_pair(self, pool: Any) -> Supply:
         """The supply of ``pool`` (the registry calls this under its lock)."""
         # In place of django-db-connection-pool's connection factory, a lambda
-        # over the wrapper that created the pool (see _Connect). SQLAlchemy's
+        # over the wrapper that created the pool (see Connect). SQLAlchemy's
         # own setter: it wraps the callable as the constructor does.
-        pool._creator = _Connect(
+        pool._creator = Connect(
             self.get_connection_params(), credentials_source(self.alias, self.settings_dict)
         )
         return Supply(ENGINE, QueuePoolAdapter(pool, self.alias))
@@ -147,7 +101,7 @@ class DjPoolMixin(
     def _get_new_connection(self, conn_params: dict[str, Any]) -> PooledConnection:
         # django-db-connection-pool's connection factory calls this, until the
         # pool gets a _Connect.
-        return _Connect(conn_params, credentials_source(self.alias, self.settings_dict))()
+        return Connect(conn_params, credentials_source(self.alias, self.settings_dict))()
 
     def close_pool(self) -> None:
         _registry.close(self.alias)
@@ -176,30 +130,6 @@ class DatabaseWrapper(DjPoolMixin, pg_base.DatabaseWrapper):  # type: ignore[mis
 
     creation_class = DatabaseCreation
     SchemaEditorClass = schema_editor_class(pg_base.DatabaseWrapper)
-
-
-class _Connect:
-    """A QueuePool's connection factory: physical connections carry our state
-    and rest in autocommit, as with the native engine.
-
-    It holds the connection parameters, not a wrapper. django-db-connection-pool's
-    factory is a lambda over the wrapper that created the pool, so the pool kept
-    that wrapper alive; and every wrapper's finalizer keeps the adapter of its
-    last borrow, hence the pool: the wrapper that created a pool could never be
-    freed, nor that pool after ``close_pool()``.
-    """
-
-    __slots__ = ("fresh", "params")
-
-    def __init__(self, params: dict[str, Any], fresh: Callable[[], dict[str, Any]] | None) -> None:
-        self.params = {**params, "autocommit": True}
-        # OPTIONS["real_pool"]["credentials"], read at each connection (_credentials.py).
-        self.fresh = fresh
-
-    def __call__(self) -> PooledConnection:
-        if self.fresh is None:
-            return PooledConnection.connect(**self.params)
-        return PooledConnection.connect(**{**self.params, **self.fresh()})
 
 
 def _forget_pools_after_fork() -> list[Any]:
