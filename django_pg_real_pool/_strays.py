@@ -63,7 +63,7 @@ class _Sweeper:
             if not self._started:
                 self._started = True
                 threading.Thread(
-                    target=self._run, name="django_pg_real_pool-supply-sweeper", daemon=True
+                    target=self._run, name="django_pg_real_pool-lane-sweeper", daemon=True
                 ).start()
 
     def rouse(self) -> None:

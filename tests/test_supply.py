@@ -446,7 +446,7 @@ def test_the_sweeper_sends_back_connections_parked_too_long(tiny: tuple[Any, Any
     # Nothing else runs: the sweeper thread notices within half PARK_MAX.
     assert wait_until(lambda: in_pool(first) == 1, timeout=5)
     assert parked(first) == 0
-    assert any(t.name == "django_pg_real_pool-supply-sweeper" for t in threading.enumerate())
+    assert any(t.name == "django_pg_real_pool-lane-sweeper" for t in threading.enumerate())
 
 
 def test_close_pool_closes_parked_connections(
