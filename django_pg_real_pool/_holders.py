@@ -122,6 +122,10 @@ class HoldersMixin(ConnectionSetupMixin):
         return) and ``monotonic()`` start, for the leak detector."""
         return self._lease_gen, self._lease_acquired_at
 
+    def lease_counters(self) -> LeaseCounters:
+        """This wrapper's counters (telemetry reads them; only its thread writes)."""
+        return self._lease_counters
+
     def lease_count_leak(self) -> None:
         """Count a leak found in this wrapper (telemetry's ``leaks``)."""
         self._lease_counters.leaks += 1
