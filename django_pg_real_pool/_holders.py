@@ -23,7 +23,8 @@ if TYPE_CHECKING:
     from ._counters import LeaseCounters
     from ._pools import ConnState
     from ._settings import RealPoolSettings
-    from ._supply import HeldBox, Supply
+    from ._supply import Supply
+    from ._waiters import HeldBox
 
 _IDLE = TransactionStatus.IDLE
 

@@ -86,7 +86,7 @@ class ConnState:
         self.announced = False
         #: ``monotonic()`` when it was last released (parked or given back).
         self.returned_at = monotonic()
-        #: ``monotonic()`` when the pool last lent it (see ``_supply.PARK_MAX``).
+        #: ``monotonic()`` when the pool last lent it (see ``_strays.PARK_MAX``).
         self.lent_at = self.returned_at
         #: A transaction-mode pooler in front: None until asked (``_pooler.py``).
         self.pooler: bool | None = None

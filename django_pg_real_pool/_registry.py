@@ -15,22 +15,16 @@ import logging
 import threading
 import weakref
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from . import _counters, _strays
-from ._supply import HeldBox, Supply
+from ._supply import Supply
+from ._waiters import HeldBox
 
 if TYPE_CHECKING:
     from ._lease import LeaseMixin
 
 logger = logging.getLogger("django_pg_real_pool")
-
-
-class Configure(Protocol):
-    """A pool's callback that reaches back to a wrapper (see ``_setup.PoolConfigure``)."""
-
-    def detach(self) -> None:
-        """Let go of the wrapper: the pool is closed."""
 
 
 # Guards _supplies' writes (reads are single dict lookups, atomic).

@@ -1,6 +1,6 @@
 """Connections nobody holds that must still go back to their pool: parked
-longer than :data:`~django_pg_real_pool._supply.PARK_MAX` (the sweeper
-thread), or named by the box of a wrapper that died holding them (orphans).
+longer than :data:`PARK_MAX` (the sweeper thread), or named by the box of a
+wrapper that died holding them (orphans).
 """
 
 from __future__ import annotations
@@ -16,9 +16,12 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("django_pg_real_pool")
 
-#: Seconds between two looks of the sweeper while something is parked
-#: (half of ``_supply.PARK_MAX``, which imports this module).
-SWEEP_EVERY = 0.5
+#: Longest a connection stays out of the pool between two visits, and longest
+#: it stays parked (seconds; see ``_supply.py``).
+PARK_MAX = 1.0
+
+#: Seconds between two looks of the sweeper while something is parked.
+SWEEP_EVERY = PARK_MAX / 2
 
 #: The sweeper sleeps until a park wakes it (read on every park, without a
 #: lock: a stale read only costs one extra :func:`rouse`).

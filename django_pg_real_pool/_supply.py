@@ -1,21 +1,15 @@
 """One alias's connection supply in this process: between "a wrapper wants a
 connection" and "the connection is back".
 
-A borrow and a return through psycopg_pool cost about 11 µs together (a lock
-on each side, statistics, logging calls, the expiry check): more than all the
-engine's own bookkeeping, paid twice per request. A :class:`Supply` keeps two
-things in front of the pool (its adapter, ``_pools.PoolAdapter``):
-
-* **parked connections**: what is released while nobody waits, in a LIFO
-  list; the next borrow of any thread of the process pops the most recently
-  used connection;
-* **a queue of borrowers** (FIFO), used once every connection the pool may
-  lend is out: a release hands its connection straight to the longest waiter,
-  which sleeps on a lock of its own (its ``HeldBox.signal``).
-
-For the pool, parked and handed-over connections are still lent out. The
-rules that keep the pool's own behaviour intact, all decided under the
-supply's ``_lock``:
+A borrow and a return through psycopg_pool cost about 11 µs together, more
+than all the engine's own bookkeeping. A :class:`Supply` keeps in front of the
+pool (its adapter, ``_pools.PoolAdapter``) **parked connections** (released
+while nobody waits, LIFO: the next borrow of any thread takes the most
+recently used) and **a queue of borrowers** (FIFO, once every connection the
+pool may lend is out: a release hands its connection straight to the longest
+waiter, asleep on its ``HeldBox.signal``; see ``_waiters.py``). For the pool,
+parked and handed-over connections are still lent out. The rules that keep
+the pool's own behaviour intact, all decided under the supply's ``_lock``:
 
 * **Nobody waits while a connection is parked or idle in the pool.** A
   borrower, under the lock, takes a parked connection, or joins the queue
@@ -48,27 +42,24 @@ import logging
 import threading
 from collections import deque
 from time import monotonic
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import psycopg
 from psycopg.pq import TransactionStatus
 from psycopg_pool import TooManyRequests
 
-from . import _failover, _session, _strays
+from . import _failover, _session, _strays, _waiters
 from ._pooler import PoolerCheck
 from ._pools import WaitedInVain, ping_fails
+from ._strays import PARK_MAX
+from ._waiters import HeldBox
 from .errors import PoolExhausted
 
 if TYPE_CHECKING:
     from ._counters import LeaseCounters
     from ._pools import PoolAdapter
-    from ._registry import Configure
 
 logger = logging.getLogger("django_pg_real_pool")
-
-#: Longest a connection stays out of the pool between two visits, and longest
-#: it stays parked (seconds).
-PARK_MAX = 1.0
 
 _IDLE = TransactionStatus.IDLE
 # Stale connections replaced in one borrow before giving up (the pool refills
@@ -76,19 +67,11 @@ _IDLE = TransactionStatus.IDLE
 _MAX_STALE_IN_ONE_BORROW = 64
 
 
-class HeldBox:
-    """The connection a wrapper holds (or is being handed), readable after
-    the wrapper is gone; ``supply`` is where it goes back."""
+class Configure(Protocol):
+    """A pool's callback that reaches back to a wrapper (see ``_setup.PoolConfigure``)."""
 
-    __slots__ = ("conn", "signal", "supply")
-
-    def __init__(self) -> None:
-        self.supply: Supply | None = None
-        self.conn: Any = None
-        #: Held while the wrapper waits in a supply's queue; the release that
-        #: hands it a connection (or the nudge) releases it. Locked at rest.
-        self.signal = threading.Lock()
-        self.signal.acquire()
+    def detach(self) -> None:
+        """Let go of the wrapper: the pool is closed."""
 
 
 class Supply:
@@ -152,7 +135,9 @@ class Supply:
             # Most borrows take a connection another release parked.
             with self._lock:
                 if self._parked:
-                    # No check point between the pop and the store (see put).
+                    # An asynchronous exception landing between the pop and
+                    # the store loses the connection: the same one-instruction
+                    # window as the pool's own popleft() under its lock.
                     box.supply = self
                     box.conn = conn = self._parked.pop()
                 else:
@@ -219,65 +204,16 @@ class Supply:
                 )
             if not queue:
                 return self._from_pool(box, deadline)
-            conn = self._wait(box, counters, deadline)
+            counters.queued += 1
+            conn = _waiters.wait(self._queue, box, self._lock, deadline, self.adapter.lendable)
+            if conn is _waiters.TIMED_OUT:
+                with self._lock:
+                    self._errors += 1
+                raise self._exhausted()
             if conn is not None:
                 return conn
             # Woken with nothing: the pool has a connection to lend.
             queue_allowed = False
-
-    def _wait(self, box: HeldBox, counters: LeaseCounters, deadline: float) -> Any:
-        """Sleep in the queue (``box`` is in it) until a release hands over
-        its connection; ``None``: borrow from the pool. Raises
-        ``PoolExhausted`` at ``deadline``."""
-        signal = box.signal
-        # A wake-up left over from a wait that an asynchronous exception ended.
-        signal.acquire(blocking=False)
-        pending = True  # box in the queue, or its wake-up on the way
-        try:
-            counters.queued += 1
-            while True:
-                remaining = deadline - monotonic()
-                if remaining <= 0:
-                    break
-                if signal.acquire(timeout=min(remaining, PARK_MAX)):
-                    pending = False
-                    return box.conn  # a hand-over's (stored before the wake-up), or None
-                # Nothing for PARK_MAX: ask the pool itself. A nudge that an
-                # asynchronous exception cut short (a task's time limit on
-                # another thread) must not leave this borrower asleep while
-                # the pool has a connection to lend.
-                if self.adapter.lendable():
-                    break
-            with self._lock:
-                withdrawn = self._withdraw(box)
-                if withdrawn and remaining <= 0:
-                    self._errors += 1
-            if withdrawn:
-                pending = False
-                if remaining <= 0:
-                    raise self._exhausted()
-                return None
-            # A release or a nudge took this box out, and released the signal
-            # inside the same critical section.
-            signal.acquire(timeout=PARK_MAX)
-            pending = False
-            return box.conn
-        except BaseException:
-            # An asynchronous exception, usually right after the wake-up: a
-            # connection handed over stays in the box, where the task bracket
-            # or this wrapper's next borrow finds it.
-            if pending:
-                with self._lock:
-                    self._withdraw(box)
-            raise
-
-    def _withdraw(self, box: HeldBox) -> bool:
-        # Under _lock. False: a release or a nudge already took it out.
-        try:
-            self._queue.remove(box)
-        except ValueError:
-            return False
-        return True
 
     def _from_pool(self, box: HeldBox, deadline: float) -> Any:
         """Borrow from the pool itself, announced in ``_waiting`` meanwhile."""
@@ -321,9 +257,7 @@ class Supply:
         """A physical connection's first lend: the pooler check (``_pooler.py``).
         On refusal the connection goes back before the error is raised."""
         if self._pooler is None:
-            from django.db import connections
-
-            self._pooler = PoolerCheck(self.alias, connections.settings.get(self.alias))
+            self._pooler = PoolerCheck.of_alias(self.alias)
         try:
             self._pooler.check_first_lend(raw)
         except BaseException:
@@ -454,16 +388,11 @@ class Supply:
         """Return every connection parked longer than :data:`PARK_MAX`."""
         raw = self.adapter.raw
         with self._lock:
-            # Oldest first: the list is in release order.
-            keep = next(
-                (
-                    i
-                    for i, conn in enumerate(self._parked)
-                    if now - raw(conn).pgrp_state.returned_at <= PARK_MAX
-                ),
-                len(self._parked),
-            )
-            old, self._parked[:keep] = self._parked[:keep], []
+            parked = self._parked
+            n = 0  # the list is in release order: the oldest first
+            while n < len(parked) and now - raw(parked[n]).pgrp_state.returned_at > PARK_MAX:
+                n += 1
+            old, parked[:n] = parked[:n], []
         for conn in old:
             self._putconn(conn)
 

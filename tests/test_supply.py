@@ -20,8 +20,9 @@ import psycopg
 import pytest
 from django.db import OperationalError
 
-from django_pg_real_pool import _bracket, _counters, _supply
-from django_pg_real_pool._supply import HeldBox, Supply
+from django_pg_real_pool import _bracket, _counters, _strays
+from django_pg_real_pool._supply import Supply
+from django_pg_real_pool._waiters import HeldBox
 from django_pg_real_pool.errors import PoolExhausted
 from tests.support.inject import Injected, inject
 from tests.support.pgstat import backend_gone, wait_until
@@ -335,7 +336,7 @@ def test_a_connection_returned_to_the_pool_nudges_the_queue(tiny: tuple[Any, Any
     with waiting_behind(holder, waiter) as (pid, supply, borrower):
         # Lent PARK_MAX ago: this release goes back through the pool, whose
         # connection the queued borrower is woken to borrow.
-        supply.adapter.raw(holder.connection).pgrp_state.lent_at -= _supply.PARK_MAX
+        supply.adapter.raw(holder.connection).pgrp_state.lent_at -= _strays.PARK_MAX
     assert borrower.result() == pid
     assert not supply.queued()
 
@@ -429,7 +430,7 @@ def test_a_connection_lent_longer_than_park_max_goes_back_through_the_pool(
         cursor.execute("SELECT 1")
         # Lent by the pool PARK_MAX ago: its release visits the pool
         # (max_lifetime, drain() and recycle are enforced there).
-        supply_of(first).adapter.raw(first.connection).pgrp_state.lent_at -= _supply.PARK_MAX
+        supply_of(first).adapter.raw(first.connection).pgrp_state.lent_at -= _strays.PARK_MAX
     assert (parked(first), in_pool(first)) == (0, 1)
     # The next borrow comes from the pool, restarting the clock.
     pid_of(first)
@@ -442,7 +443,7 @@ def test_the_sweeper_sends_back_connections_parked_too_long(tiny: tuple[Any, Any
     raw = supply_of(first).adapter.raw(first.connection)
     first.close()
     assert parked(first) == 1
-    raw.pgrp_state.returned_at -= _supply.PARK_MAX
+    raw.pgrp_state.returned_at -= _strays.PARK_MAX
     # Nothing else runs: the sweeper thread notices within half PARK_MAX.
     assert wait_until(lambda: in_pool(first) == 1, timeout=5)
     assert parked(first) == 0
