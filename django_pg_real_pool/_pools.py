@@ -177,6 +177,13 @@ class PoolAdapter(Protocol):
         """Replace every connection: idle ones now, lent ones when they come back."""
 
 
+class Configure(Protocol):
+    """A pool's callback that reaches back to a wrapper (see ``_setup.PoolConfigure``)."""
+
+    def detach(self) -> None:
+        """Let go of the wrapper: the pool is closed."""
+
+
 def ping(raw: psycopg.Connection[Any]) -> None:
     """One round trip; raises if the connection does not work."""
     raw.execute("")

@@ -42,7 +42,7 @@ import logging
 import threading
 from collections import deque
 from time import monotonic
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg.pq import TransactionStatus
@@ -57,7 +57,7 @@ from .errors import PoolExhausted
 
 if TYPE_CHECKING:
     from ._counters import LeaseCounters
-    from ._pools import PoolAdapter
+    from ._pools import Configure, PoolAdapter
 
 logger = logging.getLogger("django_pg_real_pool")
 
@@ -65,13 +65,6 @@ _IDLE = TransactionStatus.IDLE
 # Stale connections replaced in one borrow before giving up (the pool refills
 # in the background; a server that is down fails fast instead of looping).
 _MAX_STALE_IN_ONE_BORROW = 64
-
-
-class Configure(Protocol):
-    """A pool's callback that reaches back to a wrapper (see ``_setup.PoolConfigure``)."""
-
-    def detach(self) -> None:
-        """Let go of the wrapper: the pool is closed."""
 
 
 class Supply:
@@ -109,8 +102,7 @@ class Supply:
         self._lent: set[Any] = set()
         #: At ``_capacity`` lent, borrowers queue here (None: no limit).
         self._capacity, self._max_waiting = adapter.limits()
-        #: Borrowers that gave up in the queue, or found it full.
-        self._errors = 0
+        self._errors = 0  # borrowers that gave up in the queue, or found it full
         self._closed = False
         _strays.watch(self)
 
@@ -187,12 +179,10 @@ class Supply:
                     box.conn = conn = self._parked.pop()
                     return conn
                 queue = queue_allowed and not self._closed and (bool(self._queue) or self._full())
-                if not queue:
-                    pass
-                elif self._max_waiting and len(self._queue) >= self._max_waiting:
+                if queue and self._max_waiting and len(self._queue) >= self._max_waiting:
                     self._errors += 1
                     refused = len(self._queue)
-                else:
+                elif queue:
                     self._queue.append(box)
             if refused:
                 # What psycopg_pool raises for its own queue.
