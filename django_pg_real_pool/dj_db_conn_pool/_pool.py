@@ -1,4 +1,7 @@
-"""The :class:`~django_pg_real_pool._pools.PoolAdapter` over a SQLAlchemy ``QueuePool``."""
+"""How the dj engine talks to django-db-connection-pool's SQLAlchemy
+``QueuePool``: the :class:`~django_pg_real_pool._pools.PoolAdapter`, the
+connection factory, the proxy PostGIS must see through, and the container a
+fork child empties."""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ from typing import Any
 from dj_db_conn_pool.core import pool_container
 from sqlalchemy.exc import TimeoutError as QueuePoolTimeout
 
+from .. import _fork
 from .._pools import PooledConnection, PoolGone, WaitedInVain
 from ..errors import PoolExhausted
 
@@ -147,3 +151,24 @@ class Connect:
         if self.fresh is None:
             return PooledConnection.connect(**self.params)
         return PooledConnection.connect(**{**self.params, **self.fresh()})
+
+
+class UnwrapForPostGIS:
+    """PostGIS on SQLAlchemy's pool: Django passes PostGIS ``self.connection``
+    (``prepare_database()``, the ``CreateExtension`` operation), here
+    SQLAlchemy's proxy, which psycopg's ``TypeInfo.fetch`` refuses; PostGIS
+    gets the psycopg connection inside it."""
+
+    def register_geometry_adapters(self, pg_connection: Any, clear_caches: bool = False) -> None:
+        raw = getattr(pg_connection, "driver_connection", pg_connection)
+        super().register_geometry_adapters(raw, clear_caches)  # type: ignore[misc]
+
+
+def _forget_pools_after_fork() -> list[Any]:
+    # django-db-connection-pool's own registry (the pools are also in ours).
+    inherited: list[Any] = list(pool_container.values())
+    pool_container.clear()
+    return inherited
+
+
+_fork._child_hooks.append(_forget_pools_after_fork)

@@ -3,8 +3,8 @@
 django-db-connection-pool keeps one SQLAlchemy ``QueuePool`` per alias in a
 module-level container; this engine borrows from it per query through the same
 lease as the native engine. Differences from the plain third-party engine:
-``POOL_OPTIONS["PRE_PING"]`` defaults to False (the lease checks connections
-cheaply itself), and the container is emptied in fork children.
+``POOL_OPTIONS["PRE_PING"]`` defaults to False (the supply checks connections
+cheaply itself), and the container is emptied in fork children (``_pool.py``).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
         "or use ENGINE 'django_pg_real_pool' on Django's native pool."
     ) from exc
 
-from .. import _fork, _registry  # noqa: E402
+from .. import _registry  # noqa: E402
 from .._compose import schema_editor_class  # noqa: E402
 from .._credentials import credentials_source  # noqa: E402
 from .._engines import QUEUEPOOL_ENGINE  # noqa: E402
@@ -42,7 +42,7 @@ from .._pools import PooledConnection  # noqa: E402
 from .._supply import Supply  # noqa: E402
 from .._validate import resolve_isolation_level  # noqa: E402
 from ._creation import DatabaseCreation, OneCreationClass, creation_class  # noqa: E402
-from ._pool import Connect, QueuePoolAdapter  # noqa: E402
+from ._pool import Connect, QueuePoolAdapter, UnwrapForPostGIS  # noqa: E402
 
 __all__ = ["DatabaseWrapper", "DjPoolMixin", "UnwrapForPostGIS", "creation_class"]
 
@@ -81,8 +81,7 @@ class DjPoolMixin(
             self.get_new_connection(self.get_connection_params()).close()
             with pool_container.lock:
                 pool = pool_container.get(self.alias)
-        # One adapter per pool, shared by all threads: it carries the pool-wide
-        # "connections returned before this time are suspect" mark. A pool
+        # One supply per pool, shared by all threads. A pool
         # django-db-connection-pool replaced (disposed) gets a new one.
         return _registry.get_or_create(
             self.alias, lambda: self._lease_pair(pool), lambda supply: supply.adapter.pool is pool
@@ -100,12 +99,12 @@ class DjPoolMixin(
 
     def _get_new_connection(self, conn_params: dict[str, Any]) -> PooledConnection:
         # django-db-connection-pool's connection factory calls this, until the
-        # pool gets a _Connect.
+        # pool gets a Connect.
         return Connect(conn_params, credentials_source(self.alias, self.settings_dict))()
 
     def close_pool(self) -> None:
         _registry.close(self.alias)
-        # A pool django-db-connection-pool made that no borrow paired with an
+        # A pool django-db-connection-pool made that no borrow paired with a
         # supply yet: only its container knows it.
         with pool_container.lock:
             unpaired = pool_container.pop(self.alias, None)
@@ -114,29 +113,8 @@ class DjPoolMixin(
         self.lease_forget_settings()
 
 
-class UnwrapForPostGIS:
-    """PostGIS on SQLAlchemy's pool: Django passes PostGIS ``self.connection``
-    (``prepare_database()``, the ``CreateExtension`` operation), here
-    SQLAlchemy's proxy, which psycopg's ``TypeInfo.fetch`` refuses; PostGIS
-    gets the psycopg connection inside it."""
-
-    def register_geometry_adapters(self, pg_connection: Any, clear_caches: bool = False) -> None:
-        raw = getattr(pg_connection, "driver_connection", pg_connection)
-        super().register_geometry_adapters(raw, clear_caches)  # type: ignore[misc]
-
-
 class DatabaseWrapper(DjPoolMixin, pg_base.DatabaseWrapper):  # type: ignore[misc]
     """django-db-connection-pool's PostgreSQL wrapper with per-query release."""
 
     creation_class = DatabaseCreation
     SchemaEditorClass = schema_editor_class(pg_base.DatabaseWrapper)
-
-
-def _forget_pools_after_fork() -> list[Any]:
-    # django-db-connection-pool's own registry (the pools are also in ours).
-    inherited: list[Any] = list(pool_container.values())
-    pool_container.clear()
-    return inherited
-
-
-_fork._child_hooks.append(_forget_pools_after_fork)
