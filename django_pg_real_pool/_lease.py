@@ -330,7 +330,7 @@ class LeaseMixin(HoldersMixin):
         self._lease_raw = raw
         self._lease_state = state
         self._lease_gen += 1
-        self._lease_acquired_at = monotonic()
+        self._lease_acquired_at = self._lease_box.since
         self._lease_dirty = None
         if self._lease_track_site:
             # Frames of the caller of ensure_connection()/connect() outwards;
@@ -365,11 +365,8 @@ class LeaseMixin(HoldersMixin):
         self._lease_sticky = False
         self._lease_dirty = None
         self._lease_site = None
-        counters = self._lease_counters
-        counters.releases += 1
-        counters.use_us += (monotonic() - self._lease_acquired_at) * 1e6
         supply = self._lease_box.supply
         assert supply is not None
         # The box names the connection until the supply is done with it: if
         # an asynchronous exception cuts this short, the task bracket finds it.
-        supply.put(conn, self._lease_box, dirty, counters)
+        supply.put(conn, self._lease_box, dirty, self._lease_counters)

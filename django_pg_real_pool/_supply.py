@@ -163,8 +163,10 @@ class Supply:
                     f"database alias {self.alias!r}: {stale} pooled connections in a row "
                     "failed their health check; is the server up?"
                 )
+        now = monotonic()
         counters.acquires += 1
-        counters.wait_us += (monotonic() - t0) * 1e6
+        counters.wait_us += (now - t0) * 1e6
+        box.since = now
         return conn
 
     def _borrow(self, box: HeldBox, counters: LeaseCounters, deadline: float) -> Any:
@@ -284,6 +286,8 @@ class Supply:
         raw = conn if self.raw_is_conn else self.adapter.raw(conn)
         state = raw.pgrp_state
         now = monotonic()
+        counters.releases += 1
+        counters.use_us += (now - box.since) * 1e6
         if dirty is None and raw.autocommit and raw.pgconn.transaction_status == _IDLE:
             # The common case: clean, idle (hence not broken), in autocommit.
             state.returned_at = now

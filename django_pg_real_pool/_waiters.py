@@ -27,11 +27,13 @@ class HeldBox:
     """The connection a wrapper holds (or is being handed), readable after
     the wrapper is gone; ``supply`` is where it goes back."""
 
-    __slots__ = ("conn", "signal", "supply")
+    __slots__ = ("conn", "signal", "since", "supply")
 
     def __init__(self) -> None:
         self.supply: Supply | None = None
         self.conn: Any = None
+        #: ``monotonic()`` when ``conn`` was borrowed (``Supply.get``).
+        self.since = 0.0
         #: Held while the wrapper waits in a supply's queue; the release that
         #: hands it a connection (or the nudge) releases it. Locked at rest.
         self.signal = threading.Lock()
