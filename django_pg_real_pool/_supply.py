@@ -335,10 +335,8 @@ class Supply:
             box.conn = None
 
     def discard(self, box: HeldBox, counters: LeaseCounters | None) -> None:
-        """Close and return the connection in ``box`` that its wrapper does
-        not hold (counted in ``counters``, if given): a hand-over an
-        asynchronous exception cut short, a failed set-up. Its state is
-        unknown, so it is never reused."""
+        """Close and return the connection in ``box`` its wrapper does not hold
+        (an interrupted hand-over, a failed set-up): its state is unknown."""
         conn = box.conn
         box.conn = None
         if counters is not None:
@@ -391,8 +389,7 @@ class Supply:
             self._putconn(conn)
 
     def has_parked(self) -> bool:
-        """Whether a connection is parked (the sweeper's unlocked glance)."""
-        return bool(self._parked)
+        return bool(self._parked)  # the sweeper's unlocked glance
 
     def drain(self) -> None:
         """Replace every connection: idle ones now, lent ones when they come back."""
@@ -424,8 +421,6 @@ class Supply:
         finally:
             if pool and self._configure is not None:
                 self._configure.detach()
-
-    # -- inspection ----------------------------------------------------------
 
     @property
     def closed(self) -> bool:
