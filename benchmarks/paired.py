@@ -24,9 +24,16 @@ next phase after a random part of W, as it would in a steady state
 (``--start together``: all at once, a burst of T requests). Peak server
 connections come from ``webload`` (separate runs), not from here.
 
+``--lane-queue both`` adds, for each of this engine's configurations
+(``real``, ``realdj``), a twin whose supply sends borrowers that find nothing
+to the pool's own queue instead of its own (``Supply.lane_queue = False`` on
+the live supply; named ``<config>-poolq``): both sides of that decision then
+sample the same minutes.
+
 Usage::
 
     python -m benchmarks.paired [--threads 32,128] [--seconds 18] [--phase 1]
+        [--configs held,real,realdj] [--lane-queue on|off|both]
 """
 
 from __future__ import annotations
@@ -55,7 +62,15 @@ from benchmarks.webload import (
 )
 
 APPLICATION = "pgrp-paired"
-CONFIGS = ("held", "pgbouncer", "real")
+CONFIGS = ("held", "pgbouncer", "real", "realdj")
+#: This engine's configurations (their supply has the lane-queue switch).
+OURS = ("real", "realdj")
+POOLQ = "-poolq"
+
+
+def kind_of(config: str) -> str:
+    """The harness configuration behind ``config`` (a ``-poolq`` twin's base)."""
+    return config.removesuffix(POOLQ)
 
 
 def parse_args() -> argparse.Namespace:
@@ -69,6 +84,14 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--phase", type=float, default=1.0, help="seconds per phase")
     parser.add_argument("--warmup", type=float, default=1.0, help="warm-up per configuration")
+    parser.add_argument(
+        "--lane-queue",
+        choices=("on", "off", "both"),
+        default="on",
+        help="where this engine's borrowers wait once every connection is out: in the "
+        "supply's queue (on, the default), in the pool's own queue (off), or both side "
+        "by side as twin configurations '<config>-poolq' (both)",
+    )
     parser.add_argument(
         "--start",
         choices=("staggered", "together"),
@@ -97,7 +120,7 @@ def child(cfg: dict[str, Any]) -> dict[str, Any]:
     configs: list[str] = cfg["configs"]
     entries = {
         kind: h.database_entry(
-            kind,
+            kind_of(kind),
             cfg["dsns"][kind],
             pool_size=cfg["pool_size"],
             timeout=cfg["pool_timeout"],
@@ -109,6 +132,14 @@ def child(cfg: dict[str, Any]) -> dict[str, Any]:
     h.configure_django({"default": entries[configs[0]], **entries})
     from django.db import connections
 
+    for kind in configs:
+        if kind_of(kind) in OURS:
+            # The supply exists from the first borrow on; the switch is set
+            # on the live one, before any request of the run.
+            connections[kind].ensure_connection()
+            connections[kind].close()
+            lane_queue = cfg["lane_queue"] != "off" and not kind.endswith(POOLQ)
+            connections[kind]._lease_supply.lane_queue = lane_queue
     work = cfg["work_ms"] / 1000
     threads_n = cfg["threads"]
     staggered = cfg["start"] == "staggered"
@@ -237,17 +268,17 @@ def child(cfg: dict[str, Any]) -> dict[str, Any]:
 
 
 def borrow_counts(kind: str) -> tuple[int, int, int, int]:
-    """(engine borrows, borrows that queued in the lane, psycopg_pool
+    """(engine borrows, borrows that queued in the supply, psycopg_pool
     requests, requests that queued there) so far."""
-    if kind != "real":
+    if kind_of(kind) not in OURS:
         return (0, 0, 0, 0)
     from django.db import connections
 
     from django_pg_real_pool._counters import counters_by_alias
 
     counters: dict[str, int] = dict(counters_by_alias().get(kind, {}))
-    pool = connections[kind].pool
-    stats = pool.get_stats() if pool is not None else {}
+    supply = connections[kind]._lease_supply
+    stats = supply.adapter.stats() if supply is not None else {}
     return (
         counters.get("acquires", 0),
         counters.get("queued", 0),
@@ -289,6 +320,11 @@ def main() -> None:
     unknown = sorted(set(configs) - set(CONFIGS))
     if unknown:
         raise SystemExit(f"unknown configuration(s) {unknown}; known: {list(CONFIGS)}")
+    if args.lane_queue == "both":
+        # Each twin right after its base: the two sides alternate phase by phase.
+        configs = [
+            c for base in configs for c in (base, base + POOLQ) if kind_of(c) in OURS or c == base
+        ]
     when = h.stamp()
     runs: dict[int, dict[str, Any]] = {}
     with h.postgres() as (_admin, dsn):
@@ -299,7 +335,11 @@ def main() -> None:
             **workload_params(args, q_ms, q_idle_ms),
             "measured per T": f"{args.seconds:g} s in phases of {args.phase:g} s",
             "phase start": args.start,
-            "configurations (rotation order)": {k: h.KINDS[k] for k in configs},
+            "configurations (rotation order)": {
+                k: h.KINDS[kind_of(k)] + (" [pool's own queue]" if k.endswith(POOLQ) else "")
+                for k in configs
+            },
+            "lane queue": args.lane_queue,
             **conditions_params(args, dsn),
         }
         h.print_params("paired: configurations alternating in one process", params)
@@ -320,6 +360,7 @@ def main() -> None:
                     "warmup": args.warmup,
                     "start": args.start,
                     "switch_interval": args.switch_interval,
+                    "lane_queue": args.lane_queue,
                 }
                 t0 = time.monotonic()
                 budget = args.seconds + args.warmup * len(configs) + args.pool_timeout + 90
@@ -376,20 +417,58 @@ def report(
         "requests",
     ]
     print(h.markdown_table(headers, rows))
-    if "real" in configs:
+    for kind in configs:
+        if kind_of(kind) not in OURS:
+            continue
         for threads, run in runs.items():
-            real = run["configs"]["real"]
+            real = run["configs"][kind]
             if real.get("borrows"):
                 print(
-                    f"\nT={threads}, real: {real['borrows']} borrows; "
-                    f"{real['lane_queued']} waited in the lane's queue for a release; psycopg_pool "
-                    f"got {real['pool_requests']} requests, {real['pool_queued']} of which "
-                    "queued there (the others took a parked connection)"
+                    f"\nT={threads}, {kind}: {real['borrows']} borrows; "
+                    f"{real['lane_queued']} waited in the supply's queue for a release; the "
+                    f"pool got {real['pool_requests']} requests, {real['pool_queued']} of which "
+                    "queued there (the others took a parked connection; QueuePool counts none)"
                 )
     print(
         "\n(drain = from a phase's end until every thread finished its request in flight, "
         "mean per phase; req/s counts the requests started during the phases)"
     )
+    twins = [k for k in configs if k.endswith(POOLQ)]
+
+    def failed(r: dict[str, Any]) -> int:
+        return int(r["timeouts"] + r["errors"])
+
+    if twins:
+        print("\n### Lane queue: supply's queue vs the pool's own queue, same minutes\n")
+        rows = []
+        for threads, run in runs.items():
+            for twin in twins:
+                lane, pool = run["configs"][kind_of(twin)], run["configs"][twin]
+                rows.append(
+                    [
+                        threads,
+                        kind_of(twin),
+                        f"{lane['rps']:.1f} / {pool['rps']:.1f}",
+                        f"{lane['rps'] / pool['rps']:.3f}",
+                        f"{lane['p50_ms']:.1f} / {pool['p50_ms']:.1f}",
+                        f"{lane['p99_ms']:.1f} / {pool['p99_ms']:.1f}",
+                        f"{lane['cpu_us_per_request']:.0f} / {pool['cpu_us_per_request']:.0f}",
+                        f"{lane['cpu_us_per_request'] / pool['cpu_us_per_request']:.3f}",
+                        f"{failed(lane)} / {failed(pool)}",
+                    ]
+                )
+        headers = [
+            "T",
+            "engine",
+            "req/s lane / pool",
+            "req/s ratio",
+            "p50 ms",
+            "p99 ms",
+            "CPU µs/req",
+            "CPU ratio",
+            "failed",
+        ]
+        print(h.markdown_table(headers, rows))
     if "real" in configs and "pgbouncer" in configs:
         print("\n### This engine against PgBouncer, same minutes\n")
         rows = []

@@ -270,28 +270,24 @@ class LeaseCpu:
 
         self._cls = LeaseMixin
         self._originals = {
-            name: getattr(LeaseMixin, name)
-            for name in ("_lease_acquire", "_lease_queue", "_lease_put")
+            name: getattr(LeaseMixin, name) for name in ("_lease_acquire", "_lease_put")
         }
         self._lock = threading.Lock()
-        self._local = threading.local()
         # [CPU seconds, calls] for: borrows that took a connection without
         # sleeping, borrows that slept in the queue, returns.
         self.totals = {"fast": [0.0, 0], "queued": [0.0, 0], "return": [0.0, 0]}
-        acquire, queue, put = self._originals.values()
-        local, clock = self._local, time.thread_time
+        acquire, put = self._originals.values()
+        clock = time.thread_time
 
         def timed_acquire(wrapper: Any) -> None:
-            local.queued = False
+            # The wrapper's own counter tells whether the borrow slept in the queue.
+            queued = wrapper._lease_counters.queued
             c0 = clock()
             try:
                 acquire(wrapper)
             finally:
-                self._add("queued" if local.queued else "fast", clock() - c0)
-
-        def noted_queue(wrapper: Any, *args: Any) -> Any:
-            local.queued = True
-            return queue(wrapper, *args)
+                slept = wrapper._lease_counters.queued != queued
+                self._add("queued" if slept else "fast", clock() - c0)
 
         def timed_put(wrapper: Any, *, forced: bool) -> None:
             c0 = clock()
@@ -300,11 +296,7 @@ class LeaseCpu:
             finally:
                 self._add("return", clock() - c0)
 
-        wrappers = {
-            "_lease_acquire": timed_acquire,
-            "_lease_queue": noted_queue,
-            "_lease_put": timed_put,
-        }
+        wrappers = {"_lease_acquire": timed_acquire, "_lease_put": timed_put}
         for name, wrapper in wrappers.items():
             setattr(LeaseMixin, name, wrapper)
 

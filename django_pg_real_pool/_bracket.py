@@ -23,8 +23,6 @@ import threading
 import traceback
 from typing import TYPE_CHECKING, Any
 
-from psycopg.pq import TransactionStatus
-
 from . import _context, _registry
 
 if TYPE_CHECKING:
@@ -33,7 +31,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("django_pg_real_pool.bracket")
 
-_OPEN = (TransactionStatus.INTRANS, TransactionStatus.INERROR, TransactionStatus.ACTIVE)
 
 #: Django setting: strict mode wherever an adapter is not told (default False).
 STRICT_SETTING = "REAL_POOL_STRICT"
@@ -68,27 +65,26 @@ def _wrappers_of_this_thread() -> list[LeaseMixin]:
 def inspect(wrapper: LeaseMixin) -> list[str]:
     """What holds or taints ``wrapper``, as a user would name it (empty: clean)."""
     problems: list[str] = []
+    held = wrapper.holders()
     if wrapper.in_atomic_block or wrapper.atomic_blocks:
         problems.append("atomic() block still open")
-    raw = wrapper._lease_raw
     if not wrapper.autocommit and not wrapper.in_atomic_block:
         # Also after a close(): the mode outlives the connection.
         problems.append("autocommit left off (manual transaction)")
-    if wrapper.connection is not None:
-        if raw is not None and not raw.closed and raw.pgconn.transaction_status in _OPEN:
-            status = TransactionStatus(raw.pgconn.transaction_status).name
-            problems.append(f"transaction open on the server ({status})")
-        if wrapper._lease_cursors:
-            problems.append(f"{wrapper._lease_cursors} cursor(s) not closed")
-        if wrapper._lease_sticky:
-            problems.append(f"session state set outside pinned() ({wrapper._lease_dirty})")
-    if wrapper._lease_pins:
-        problems.append(f"pinned() block not exited ({wrapper._lease_pins} level(s))")
+    if "server_transaction" in held:
+        problems.append(f"transaction open on the server ({held['server_transaction']})")
+    if "cursors" in held:
+        problems.append(f"{held['cursors']} cursor(s) not closed")
+    if "session_state" in held:
+        problems.append(f"session state set outside pinned() ({held['session_state']})")
+    pins = wrapper.lease_pins()
+    if pins:
+        problems.append(f"pinned() block not exited ({pins} level(s))")
     if wrapper.needs_rollback and not wrapper.in_atomic_block:
         problems.append("transaction flags left broken (needs_rollback)")
     if wrapper.closed_in_transaction and not wrapper.in_atomic_block:
         problems.append("transaction flags left broken (closed_in_transaction)")
-    if wrapper.connection is None and wrapper._lease_box.conn is not None:
+    if wrapper.lease_interrupted():
         problems.append("connection hand-over to or from the pool interrupted")
     return problems
 
@@ -99,8 +95,6 @@ def repair(wrapper: LeaseMixin) -> None:
     Rolls back, returns (or discards) the connection, resets Django's
     transaction flags. Idempotent; safe on a wrapper in any state.
     """
-    wrapper._lease_pins = 0
-    wrapper._lease_sticky = False
     wrapper.atomic_blocks = []
     wrapper.savepoint_ids = []
     wrapper.in_atomic_block = False
@@ -109,15 +103,12 @@ def repair(wrapper: LeaseMixin) -> None:
     wrapper.closed_in_transaction = False
     wrapper.run_on_commit = []
     wrapper.run_commit_hooks_on_set_autocommit_on = False
-    if wrapper.connection is not None:
-        wrapper._lease_put(forced=True)
-    elif wrapper._lease_box.conn is not None:
-        wrapper._lease_drop_stray()
+    wrapper.lease_reset()
     wrapper.autocommit = bool(wrapper.settings_dict["AUTOCOMMIT"])
 
 
 def _site(wrapper: LeaseMixin) -> str | None:
-    site = wrapper._lease_site
+    site = wrapper.lease_site()
     return "".join(traceback.format_list(site)) if site else None
 
 
@@ -146,7 +137,7 @@ def check_and_repair(label: str, task_id: str | None, *, phase: str) -> list[Lea
             continue
         leak = Leak(wrapper.alias, tuple(problems), site)
         leaks.append(leak)
-        wrapper._lease_counters["leaks"] += 1
+        wrapper.lease_count_leak()
         logger.error(
             "%s (id %s) leaked on database alias %r %s: %s. Cleaned up: rolled back, "
             "connection returned to the pool.%s",
@@ -228,10 +219,11 @@ def _context_leaks(label: str, task_id: str | None, before: Any, leaks: list[Lea
 def _count_leak(alias: str) -> None:
     from django.db import connections
 
+    from ._lease import LeaseMixin
+
     wrapper = connections[alias]
-    counters = getattr(wrapper, "_lease_counters", None)
-    if counters is not None:
-        counters["leaks"] += 1
+    if isinstance(wrapper, LeaseMixin):
+        wrapper.lease_count_leak()
 
 
 def current_task() -> str | None:

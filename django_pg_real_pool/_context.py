@@ -232,7 +232,7 @@ def _wrapper(using: str, values: Mapping[str, str | None]) -> LeaseMixin:
     from ._tenants import TenantsMixin
 
     wrapper = connections[using]
-    if not isinstance(wrapper, LeaseMixin) or not wrapper._lease_enabled:
+    if not isinstance(wrapper, LeaseMixin) or not wrapper.lease_pooled():
         raise ImproperlyConfigured(
             f"session_context(using={using!r}): DATABASES[{using!r}] is not a pooled alias "
             "of django_pg_real_pool (its ENGINE, or OPTIONS['pool'] = False); the context "

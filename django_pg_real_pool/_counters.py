@@ -112,7 +112,7 @@ def counters_by_alias() -> dict[str, Counter[str]]:
         _fold_retired()
         total = {alias: Counter(c) for alias, c in _retired.items()}
     for wrapper in _registry.wrappers():
-        total.setdefault(wrapper.alias, Counter()).update(wrapper._lease_counters.as_dict())
+        total.setdefault(wrapper.alias, Counter()).update(wrapper.lease_counters().as_dict())
     return total
 
 

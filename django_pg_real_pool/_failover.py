@@ -8,7 +8,7 @@ pool keeps them. Since PostgreSQL 14 the server reports both
 ``default_transaction_read_only`` and ``in_hot_standby`` to the client
 (``ParameterStatus``), at the end of the first statement after the change: the
 engine reads them, without a round trip, when a connection goes back to the
-pool (at least once a second each, see ``_lane.PARK_MAX``). A connection
+pool (at least once a second each, see ``_strays.PARK_MAX``). A connection
 that was opened on a writer and now reports read-only is closed and the
 alias's pool drained, so new connections are opened, and reach the new writer
 (the DNS name the HOST points to, or libpq's multi-host

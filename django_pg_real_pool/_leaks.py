@@ -47,7 +47,7 @@ MAX_INTERVAL = 5.0
 _lock = threading.Lock()
 #: Smallest finite threshold registered per alias (drives the interval).
 _thresholds: dict[str, float] = {}
-#: Borrow already reported, per wrapper: its ``_lease_gen`` at report time.
+#: Borrow already reported, per wrapper: its generation (``lease_borrow()``) at report time.
 _reported: weakref.WeakKeyDictionary[LeaseMixin, int] = weakref.WeakKeyDictionary()
 #: Borrow seen past the threshold once, per wrapper: reported if the next
 #: scan sees the same borrow (see scan()).
@@ -160,21 +160,20 @@ def scan(now: float | None = None) -> list[LeakReport]:
     found: list[LeakReport] = []
     names: dict[int | None, str] | None = None
     for wrapper in _registry.wrappers():
-        settings = wrapper._lease_settings
-        threshold = settings.leak_threshold if settings is not None else None
+        threshold = wrapper.lease_leak_threshold()
         if threshold is None or not math.isfinite(threshold):
             continue
         # Read the borrow's generation first and check it again last: the
         # owner may return and borrow again while we look.
-        gen = wrapper._lease_gen
-        held_for = now - wrapper._lease_acquired_at
+        gen, since = wrapper.lease_borrow()
+        held_for = now - since
         if wrapper.connection is None or held_for < threshold:
             continue
-        if wrapper.in_atomic_block or wrapper._lease_pins:
-            continue
-        site = wrapper._lease_site
+        site = wrapper.lease_site()
         holders = wrapper.lease_holders()
-        if gen != wrapper._lease_gen or wrapper.connection is None:
+        if "atomic" in holders or "pinned" in holders:
+            continue
+        if gen != wrapper.lease_borrow()[0] or wrapper.connection is None:
             continue
         with _lock:
             if _reported.get(wrapper) == gen:

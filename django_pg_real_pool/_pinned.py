@@ -31,13 +31,13 @@ class pinned(ContextDecorator):  # noqa: N801 - reads like contextlib's helpers
 
     def __enter__(self) -> pinned:
         wrapper = connections[self.using]
-        pin = getattr(wrapper, "_lease_pin", None)
+        pin = getattr(wrapper, "lease_pin", None)
         if pin is not None:
             pin()
         return self
 
     def __exit__(self, *exc_info: Any) -> None:
         wrapper = connections[self.using]
-        unpin = getattr(wrapper, "_lease_unpin", None)
+        unpin = getattr(wrapper, "lease_unpin", None)
         if unpin is not None:
             unpin()

@@ -59,7 +59,7 @@ def session_bound_settings(alias: str, settings_dict: Mapping[str, Any]) -> list
 
 
 class PoolerCheck:
-    """What one alias's adapter knows about the pooler in front (see module)."""
+    """What one alias's supply knows about the pooler in front (see module)."""
 
     __slots__ = ("alias", "mode", "refusal")
 
@@ -84,6 +84,13 @@ class PoolerCheck:
             if problems and self.mode != "off"
             else None
         )
+
+    @classmethod
+    def of_alias(cls, alias: str) -> PoolerCheck:
+        """The check for ``alias`` as ``settings.DATABASES`` configures it."""
+        from django.db import connections
+
+        return cls(alias, connections.settings.get(alias))
 
     def check_first_lend(self, raw: Any) -> None:
         """At a physical connection's first lend: raise if a pooler is in front

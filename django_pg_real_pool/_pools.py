@@ -9,6 +9,7 @@ it needs a health check, and to remember that it must be reset.
 from __future__ import annotations
 
 import select
+from collections.abc import Callable
 from time import monotonic
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -16,8 +17,6 @@ import psycopg
 from psycopg_pool import PoolClosed, PoolTimeout
 
 from . import _failover, _fork
-from ._lane import Lane
-from ._pooler import PoolerCheck
 from .errors import PoolExhausted
 
 if TYPE_CHECKING:
@@ -30,6 +29,11 @@ CREDENTIALS = "pgrp_credentials"
 
 class PoolGone(Exception):
     """The alias's pool was closed (``close_pool()``); borrow from the new one."""
+
+
+class WaitedInVain(Exception):
+    """A pool's ``getconn()`` timed out (the supply words the error: see
+    ``PoolAdapter.exhausted``)."""
 
 
 class _SelectPoller:
@@ -91,7 +95,7 @@ class ConnState:
         self.announced = False
         #: ``monotonic()`` when it was last released (parked or given back).
         self.returned_at = monotonic()
-        #: ``monotonic()`` when the pool last lent it (see ``_lane.PARK_MAX``).
+        #: ``monotonic()`` when the pool last lent it (see ``_strays.PARK_MAX``).
         self.lent_at = self.returned_at
         #: A transaction-mode pooler in front: None until asked (``_pooler.py``).
         self.pooler: bool | None = None
@@ -129,37 +133,40 @@ class PooledConnection(psycopg.Connection[Any]):
 
 
 class PoolAdapter(Protocol):
-    """How the lease talks to a pool. ``conn`` is what Django holds as
-    ``wrapper.connection``; ``raw`` is the psycopg connection beneath it."""
+    """How a :class:`~django_pg_real_pool._supply.Supply` talks to a pool.
+    ``conn`` is what Django holds as ``wrapper.connection``; ``raw`` is the
+    psycopg connection beneath it."""
 
     alias: str
-    #: Connections returned before this ``monotonic()`` time are checked before reuse.
-    suspect_before: float
     #: ``raw(conn)`` is ``conn`` itself (lets the hot path skip the call).
     raw_is_conn: bool
-    #: Released connections parked in front of the pool (see ``_lane.py``).
-    lane: Lane
 
     @property
     def pool(self) -> Any:
         """The pool itself."""
 
     def getconn(self, timeout: float | None = None) -> Any:
-        """Borrow a connection, waiting at most ``timeout`` (default: the pool's)."""
+        """Borrow a connection, waiting at most ``timeout`` (default: the
+        pool's); raises ``WaitedInVain``, or ``PoolGone`` once closed."""
 
     def putconn(self, conn: Any) -> None:
         """Give ``conn`` back; a closed one is dropped and replaced by the pool."""
+
+    def limits(self) -> tuple[int | None, int]:
+        """The most connections the pool lends at once (None: no limit), and
+        the most borrowers it lets wait (0: no limit)."""
 
     @property
     def timeout(self) -> float:
         """The pool's timeout (seconds): the longest a borrow waits."""
 
-    def exhausted(self) -> PoolExhausted:
-        """The error for a borrow that waited ``timeout`` in vain."""
+    def exhausted(self, stats: dict[str, int], lent: int) -> PoolExhausted:
+        """The error for a borrow that waited ``timeout`` in vain (``stats``:
+        the supply's, ``lent``: connections it has out)."""
 
     def lendable(self) -> bool:
         """The pool has a connection resting, or room to open one (read from
-        the pool itself: the lane's own count is only a fast estimate)."""
+        the pool itself: the supply's own count is only a fast estimate)."""
 
     def raw(self, conn: Any) -> PooledConnection:
         """The psycopg connection behind ``conn``."""
@@ -171,43 +178,21 @@ class PoolAdapter(Protocol):
         """Which settings to change when the pool runs dry."""
 
     def stats(self) -> dict[str, int]:
-        """The pool's own counters (sizes, waits, errors); parked connections
-        count as available (``pool_parked`` says how many)."""
+        """The pool's own counters (sizes, waits, errors)."""
 
-    def close(self) -> None:
-        """Close the pool and every idle connection in it, parked ones too."""
+    def close(self, give_back: Callable[[], None]) -> None:
+        """Close the pool and every idle connection in it; ``give_back()``
+        returns the parked ones first, once no new borrow reaches the pool."""
 
     def drain(self) -> None:
         """Replace every connection: idle ones now, lent ones when they come back."""
 
 
-def first_lend(adapter: PoolAdapter, check: PoolerCheck | None, conn: Any) -> PoolerCheck:
-    """A physical connection's first lend: the pooler check (``_pooler.py``).
-    On refusal the connection goes back before the error is raised."""
-    if check is None:
-        from django.db import connections
+class Configure(Protocol):
+    """A pool's callback that reaches back to a wrapper (see ``_setup.PoolConfigure``)."""
 
-        check = PoolerCheck(adapter.alias, connections.settings.get(adapter.alias))
-    try:
-        check.check_first_lend(adapter.raw(conn))
-    except BaseException:
-        adapter.putconn(conn)
-        raise
-    return check
-
-
-def with_lane(stats: dict[str, int], lane: Lane) -> dict[str, int]:
-    """A pool's statistics with the lane's share: parked connections count as
-    available, borrowers queued in the lane as waiting, and their timeouts and
-    refusals as errors (see ``_lane.py``)."""
-    stats = dict(stats)
-    parked, queued = len(lane.parked), len(lane.queue)
-    stats["pool_available"] = stats.get("pool_available", 0) + parked
-    stats["pool_parked"] = parked
-    stats["requests_waiting"] = stats.get("requests_waiting", 0) + queued
-    stats["lane_waiting"] = queued
-    stats["requests_errors"] = stats.get("requests_errors", 0) + lane.errors
-    return stats
+    def detach(self) -> None:
+        """Let go of the wrapper: the pool is closed."""
 
 
 def ping(raw: psycopg.Connection[Any]) -> None:
@@ -215,28 +200,23 @@ def ping(raw: psycopg.Connection[Any]) -> None:
     raw.execute("")
 
 
+def ping_fails(raw: psycopg.Connection[Any]) -> bool:
+    """One round trip on a suspect connection: True if it does not work."""
+    try:
+        ping(raw)
+    except psycopg.Error:
+        return True
+    return False
+
+
 class NativePool:
     """Adapter over the ``psycopg_pool.ConnectionPool`` Django 5.1+ creates."""
 
-    __slots__ = (
-        "__weakref__",
-        "_drained_at",
-        "_pool",
-        "_pooler",
-        "alias",
-        "lane",
-        "suspect_before",
-    )
     raw_is_conn = True
 
     def __init__(self, pool: ConnectionPool[Any], alias: str) -> None:
         self._pool = pool
         self.alias = alias
-        self.suspect_before = 0.0
-        self.lane = Lane(self, pool.max_size)
-        self.lane.max_waiting = pool.max_waiting
-        self._pooler: PoolerCheck | None = None
-        self._drained_at = 0.0
 
     @property
     def pool(self) -> ConnectionPool[Any]:
@@ -246,62 +226,38 @@ class NativePool:
     def timeout(self) -> float:
         return self._pool.timeout
 
+    def limits(self) -> tuple[int | None, int]:
+        return self._pool.max_size, self._pool.max_waiting
+
     def getconn(self, timeout: float | None = None) -> Any:
         try:
-            conn = self._pool.getconn(timeout)
+            return self._pool.getconn(timeout)
         except PoolTimeout as exc:
-            raise self.exhausted() from exc
+            raise WaitedInVain from exc
         except PoolClosed as exc:
             raise PoolGone from exc
         except BaseException as exc:
             if not isinstance(exc, Exception):
                 _withdraw_interrupted_wait(self._pool, exc)
             raise
-        lane = self.lane
-        lane.lent.add(conn)
-        # Every connection visits the pool at least once a second: a resize()
-        # reaches the lane soon enough.
-        lane.capacity = self._pool.max_size
-        lane.max_waiting = self._pool.max_waiting
-        if conn.pgrp_state.pooler is not False:
-            self._pooler = first_lend(self, self._pooler, conn)
-        return conn
 
     def putconn(self, conn: Any) -> None:
-        lane = self.lane
-        # Uncounted first: an asynchronous exception in between may leave the
-        # lane counting one connection too few (borrowers then try the pool,
-        # and wait there), never one too many (they would queue for nothing).
-        lane.lent.discard(conn)
-        failover = _failover.close_if_failed_over(conn)
         self._pool.putconn(conn)
-        lane.returned()
-        if failover and conn.pgrp_state.lent_at > self._drained_at:
-            self.drain()
 
     def drain(self) -> None:
-        # Unlocked: two threads may both drain after one failover, which only
-        # replaces connections once more.
-        _failover.log_drain(self.alias)
-        self._drained_at = monotonic()
         # Lent connections (parked ones too) are closed as they come back.
         self._pool.drain()
-        self.lane.drain()
 
     def lendable(self) -> bool:
         stats = self._pool.get_stats()
         return bool(stats["pool_available"] or stats["pool_size"] < stats["pool_max"])
 
-    def exhausted(self) -> PoolExhausted:
-        # The lane's queued borrowers count as waiting (with_lane).
-        stats = self.stats()
+    def exhausted(self, stats: dict[str, int], lent: int) -> PoolExhausted:
         failed = stats.get("connections_errors", 0)
         # Every attempt failed, or fewer connections are out than the pool may
         # lend while attempts fail: the pool is short of connections it cannot
         # open (a server down, credentials refused), not of free ones.
-        if failed and (
-            failed >= stats.get("connections_num", 0) or len(self.lane.lent) < self._pool.max_size
-        ):
+        if failed and (failed >= stats.get("connections_num", 0) or lent < self._pool.max_size):
             return PoolExhausted(
                 f"database alias {self.alias!r}: the pool could not open any connection "
                 f"within its timeout ({self.describe()}; {failed} attempts failed, the "
@@ -333,10 +289,10 @@ class NativePool:
         )
 
     def stats(self) -> dict[str, int]:
-        return with_lane(self._pool.get_stats(), self.lane)
+        return self._pool.get_stats()
 
-    def close(self) -> None:
-        self.lane.close()
+    def close(self, give_back: Callable[[], None]) -> None:
+        give_back()
         self._pool.close()
 
 

@@ -64,7 +64,7 @@ def on_borrow(wrapper: LeaseMixin, raw: Any, state: ConnState) -> None:
     except BaseException:
         # Its session state is unknown now: never lend it again.
         raw.close()
-        wrapper._lease_put(forced=True)
+        wrapper.lease_give_back()
         raise
 
 
@@ -72,21 +72,23 @@ def apply_held(wrapper: LeaseMixin) -> None:
     """A ``session_context`` block entered or left: a connection the wrapper
     holds already (``atomic()``, ``pinned()``, an open cursor) gets the new
     values now; it is not borrowed again before its next query."""
-    raw = wrapper._lease_raw
-    state = wrapper._lease_state
-    if wrapper.connection is None or raw is None or state is None:
+    held = wrapper.lease_held_session()
+    if held is None:
         return
+    raw, state = held
     want = _context.wanted(wrapper.alias)
     if want is state.replayed or want == state.replayed:
         return
     apply(wrapper, raw, state, want)
 
 
-def forget(state: ConnState | None, keys: list[str]) -> None:
-    """A statement is about to change ``keys`` on the connection itself: their
-    values there are unknown until the next borrow sets them again (the
-    statement may fail, or its transaction roll back)."""
-    if state is not None:
+def forget(held: tuple[Any, ConnState] | None, keys: list[str]) -> None:
+    """A statement is about to change ``keys`` on the held connection (``held``,
+    from ``lease_held_session()``): their values there are unknown until the
+    next borrow sets them again (the statement may fail, or its transaction
+    roll back)."""
+    if held is not None:
+        state = held[1]
         state.replayed = _with_unknown(dict(state.replayed or ()), keys)
 
 

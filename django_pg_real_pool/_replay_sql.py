@@ -230,14 +230,13 @@ def record(wrapper: LeaseMixin, sql: Any, params: Any, rules: ReplayRules) -> bo
         # statement reset the connection's configuration too: today's policy.
         entry = (_context.current.get() or {}).get(wrapper.alias)
         keys = [] if entry is None else [k for k, _ in entry.wanted or () if k != ROLE]
-        settings = wrapper._lease_settings
-        if keys and settings is not None and settings.session_state != "error":
+        if keys and wrapper.session_state_policy() != "error":
             _context.record(wrapper.alias, dict.fromkeys(keys))
-            _replay.forget(wrapper._lease_state, keys)
+            _replay.forget(wrapper.lease_held_session(), keys)
         return False
     assert isinstance(values, dict)
     if not all(rules.covers(key) for key in values):
         return False
     _context.record(wrapper.alias, values)
-    _replay.forget(wrapper._lease_state, list(values))
+    _replay.forget(wrapper.lease_held_session(), list(values))
     return True

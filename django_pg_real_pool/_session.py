@@ -4,7 +4,8 @@ Once connections go back to the pool after every query, session state (a
 ``SET``, a temp table, a session advisory lock, ``LISTEN``...) outlives the
 code that made it: the code's next query may run elsewhere, and the next
 borrower inherits it. :func:`session_state_of` spots such statements from the
-SQL text; :func:`discard_session` wipes a connection before anyone else gets it.
+SQL text; :func:`discard_session` wipes a connection before anyone else gets
+it, and :func:`clean` brings any returned connection back to a reusable state.
 
 The check runs on every statement, so it is built to cost well under a
 microsecond for ordinary queries: a match of the first keyword at the start of
@@ -14,13 +15,16 @@ rare candidates.
 
 from __future__ import annotations
 
+import logging
 import re
-from typing import TYPE_CHECKING
+from typing import Any
 
+import psycopg
 from psycopg.pq import TransactionStatus
 
-if TYPE_CHECKING:
-    import psycopg
+logger = logging.getLogger("django_pg_real_pool")
+
+_INTRANS_OR_ERROR = (TransactionStatus.INTRANS, TransactionStatus.INERROR)
 
 # First keyword of statements that may change session state.
 _FIRST_WORD = re.compile(r"\s*([A-Za-z]+)")
@@ -101,3 +105,30 @@ def discard_session(raw: psycopg.Connection[object]) -> None:
     if not raw.autocommit:
         raw.autocommit = True
     raw.execute("DISCARD ALL")
+
+
+def clean(raw: Any, dirty: str | None, alias: str) -> bool:
+    """Bring a returned connection back to idle, autocommit and, if ``dirty``
+    (why), a wiped session: roll back an open transaction, close one
+    mid-query or one that cannot be cleaned (its pool replaces it). True if
+    it stays open."""
+    try:
+        if not raw.closed:
+            status = raw.pgconn.transaction_status
+            if status in _INTRANS_OR_ERROR:
+                raw.rollback()
+            elif status != TransactionStatus.IDLE:
+                # Mid-query or unknown: no safe way back.
+                raw.close()
+        if not raw.closed:
+            if dirty is not None:
+                logger.debug("alias %r: resetting session (%s)", alias, dirty)
+                discard_session(raw)
+            elif not raw.autocommit:
+                raw.autocommit = True
+    except psycopg.Error as exc:
+        logger.warning(
+            "alias %r: discarding a connection that could not be cleaned: %s", alias, exc
+        )
+        raw.close()
+    return not raw.closed

@@ -35,20 +35,18 @@ warned_sites: set[tuple[str, int]] = set()
 def react(wrapper: LeaseMixin, sql: Any, params: Any = None) -> None:
     """Apply the session-state policy of ``wrapper``'s alias to ``sql``."""
     kind = session_state_of(sql)
-    if kind is None or wrapper._lease_configuring:
+    if kind is None:
         return
-    if wrapper._lease_pins:
-        wrapper._lease_dirty = kind
+    policy = wrapper.session_state_policy()
+    if policy is None:
         return
-    settings = wrapper._lease_settings
+    if policy == "pinned":
+        wrapper.mark_session_state(kind, sticky=False)
+        return
     # Under the replay option: the caller's context state, not a pin.
-    if (
-        settings is not None
-        and settings.replay is not None
-        and record(wrapper, sql, params, settings.replay)
-    ):
+    replay = wrapper.lease_replay_rules()
+    if replay is not None and record(wrapper, sql, params, replay):
         return
-    policy = settings.session_state if settings is not None else "pin"
     if policy == "error":
         raise SessionStateError(
             f"{kind} statement on alias {wrapper.alias!r} outside pinned(): its effect "
@@ -58,11 +56,9 @@ def react(wrapper: LeaseMixin, sql: Any, params: Any = None) -> None:
             "to 'pin'."
         )
     # Even when ignored, state never reaches the next borrower.
-    wrapper._lease_dirty = kind
+    wrapper.mark_session_state(kind, sticky=policy != "ignore")
     if policy == "ignore":
         return
-    wrapper._lease_counters["session_pins"] += 1
-    wrapper._lease_sticky = True
     site = _call_site()
     if site not in warned_sites:
         warned_sites.add(site)

@@ -4,8 +4,7 @@ Django's ``connect()`` configures every new connection (time zone, role,
 isolation level) and sends ``connection_created``; with a pool underneath, the
 engine does that once per physical connection, when the pool creates it (the
 pool's ``configure`` callback) or after a ``DISCARD ALL`` undid it, never per
-borrow. Before reuse, the lease checks a connection without a round trip
-(see ``ConnState.poller``); one it finds suspect is pinged here.
+borrow. (Health checks before reuse are the supply's: ``_supply.py``.)
 
 Set-up that stays right: what a receiver registers on a connection (type
 adapters for ``hstore``, PostGIS geometries, an enum) depends on the database's
@@ -29,12 +28,8 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 
-from ._pools import ping
-
 if TYPE_CHECKING:
     from django.db.backends.postgresql.base import DatabaseWrapper as PGWrapper
-
-    from ._counters import LeaseCounters
 
     _Base = PGWrapper
 else:
@@ -110,7 +105,7 @@ class SetupAwareSchemaEditor:
 
 
 class ConnectionSetupMixin(_Base):
-    """Configure physical connections, ping suspect ones (see the module).
+    """Configure physical connections (see the module).
 
     ``connection_created`` itself is sent by the lease at a connection's first
     borrow, inside :meth:`_lease_configuring_block`.
@@ -118,21 +113,10 @@ class ConnectionSetupMixin(_Base):
 
     # Set by LeaseMixin.
     _lease_configuring: bool
-    _lease_counters: LeaseCounters
-    _lease_idle_check: float | None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         watch_migrations()
-
-    def _lease_ping_fails(self, raw: Any) -> bool:
-        """One round trip on a suspect connection: True if it does not work."""
-        self._lease_counters.pings += 1
-        try:
-            ping(raw)
-        except psycopg.Error:
-            return True
-        return False
 
     def _lease_configure(self, raw: Any) -> None:
         """Per physical connection: what Django's connect() does every time.
@@ -203,3 +187,29 @@ class ConnectionSetupMixin(_Base):
             yield
         finally:
             self._lease_configuring = previous
+
+
+class PoolConfigure:
+    """A pool's ``configure`` callback: the wrapper that created the pool
+    configures each new connection, as with Django's own pool.
+
+    That wrapper holds the pool's supply, which holds the pool: holding the
+    wrapper from the pool would close a reference cycle, which only the garbage
+    collector frees. Closing the pool cuts this link (``Supply.close``), so a
+    closed pool is freed as soon as the last wrapper lets go of it.
+    """
+
+    __slots__ = ("wrapper",)
+
+    def __init__(self, wrapper: ConnectionSetupMixin) -> None:
+        self.wrapper: ConnectionSetupMixin | None = wrapper
+
+    def detach(self) -> None:
+        self.wrapper = None
+
+    def __call__(self, raw: Any) -> None:
+        wrapper = self.wrapper
+        if wrapper is None:
+            # A connection opening while its pool closes: psycopg_pool drops it.
+            raise psycopg.OperationalError("the pool was closed")
+        wrapper._lease_configure(raw)

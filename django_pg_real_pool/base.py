@@ -17,14 +17,14 @@ from django.db.backends.postgresql import base as pg_base  # noqa: E402
 
 check_psycopg3(pg_base.is_psycopg3)  # type: ignore[attr-defined]
 
-import psycopg  # noqa: E402
-
 from . import _registry  # noqa: E402
 from ._compose import schema_editor_class  # noqa: E402
 from ._credentials import pool_kwargs  # noqa: E402
 from ._engines import NATIVE_ENGINE  # noqa: E402
 from ._lease import LeaseMixin  # noqa: E402
 from ._pools import NativePool, PooledConnection  # noqa: E402
+from ._setup import PoolConfigure  # noqa: E402
+from ._supply import Supply  # noqa: E402
 from ._validate import check_conn_max_age, pool_options_of, resolve_isolation_level  # noqa: E402
 
 if TYPE_CHECKING:
@@ -55,15 +55,15 @@ class NativePoolMixin(LeaseMixin):
         pool: ConnectionPool[Any] = self._lease_entry().adapter.pool
         return pool
 
-    def _lease_entry(self) -> _registry.Entry:
+    def _lease_entry(self) -> Supply:
         # get() first: Django reads `pool` often, and a found pool needs no
         # bound method for its creation.
         return _registry.get(self.alias) or _registry.get_or_create(
             self.alias, self._lease_create_pool
         )
 
-    def _lease_create_pool(self) -> _registry.Entry:
-        """The alias's pool and adapter (the registry calls this under its lock)."""
+    def _lease_create_pool(self) -> Supply:
+        """The alias's pool and supply (the registry calls this under its lock)."""
         from psycopg_pool import ConnectionPool
 
         options = pool_options_of(self.alias, self.settings_dict)
@@ -74,7 +74,7 @@ class NativePoolMixin(LeaseMixin):
         # needs no round trip to set it.
         connect_kwargs["autocommit"] = True
         options.setdefault("name", f"django_pg_real_pool:{self.alias}")
-        configure = _Configure(self)
+        configure = PoolConfigure(self)
         pool = ConnectionPool(
             kwargs=pool_kwargs(self.alias, self.settings_dict, connect_kwargs),
             open=False,
@@ -83,48 +83,21 @@ class NativePoolMixin(LeaseMixin):
             **options,
         )
         pool.open()
-        return _registry.Entry(ENGINE, NativePool(pool, self.alias), configure)
+        return Supply(ENGINE, NativePool(pool, self.alias), configure)
 
-    def _lease_make_adapter(self) -> NativePool:
-        entry = self._lease_entry()
+    def _lease_make_supply(self) -> Supply:
+        supply = self._lease_entry()
         self.isolation_level = resolve_isolation_level(self.settings_dict["OPTIONS"])
-        adapter: NativePool = entry.adapter  # type: ignore[assignment]
-        return adapter
+        return supply
 
     def close_pool(self) -> None:
         _registry.close(self.alias)
         # This wrapper finds the new pool at its next borrow; other threads'
         # wrappers notice the closed pool when they next borrow.
-        self._lease_settings = None
+        self.lease_forget_settings()
 
 
 class DatabaseWrapper(NativePoolMixin, pg_base.DatabaseWrapper):  # type: ignore[misc]
     """Django's PostgreSQL ``DatabaseWrapper`` with per-query pool release."""
 
     SchemaEditorClass = schema_editor_class(pg_base.DatabaseWrapper)
-
-
-class _Configure:
-    """A pool's ``configure`` callback: the wrapper that created the pool
-    configures each new connection, as with Django's own pool.
-
-    That wrapper holds the pool's adapter, which holds the pool: holding the
-    wrapper from the pool would close a reference cycle, which only the garbage
-    collector frees. Closing the pool (``_registry.Entry.close``) cuts this
-    link, so a closed pool is freed as soon as the last wrapper lets go of it.
-    """
-
-    __slots__ = ("wrapper",)
-
-    def __init__(self, wrapper: NativePoolMixin) -> None:
-        self.wrapper: NativePoolMixin | None = wrapper
-
-    def detach(self) -> None:
-        self.wrapper = None
-
-    def __call__(self, raw: Any) -> None:
-        wrapper = self.wrapper
-        if wrapper is None:
-            # A connection opening while its pool closes: psycopg_pool drops it.
-            raise psycopg.OperationalError("the pool was closed")
-        wrapper._lease_configure(raw)

@@ -40,7 +40,6 @@ from typing import TYPE_CHECKING, Any
 import _pytest
 import pluggy
 import pytest
-from psycopg.pq import TransactionStatus
 
 if TYPE_CHECKING:
     from ._lease import LeaseMixin
@@ -50,7 +49,6 @@ FLAG = "--pg-real-pool-leaks"
 ENV_VAR = "DJANGO_PG_REAL_POOL_PYTEST_LEAKS"
 _GUARD_NAME = "django_pg_real_pool-leak-guard"
 _TRUE = ("1", "true", "yes", "on")
-_OPEN = (TransactionStatus.INTRANS, TransactionStatus.INERROR)
 # Frames of the test runner itself, left out of acquisition stacks.
 _RUNNER_DIRS = tuple(
     os.path.dirname(module.__file__ or "") + os.sep for module in (_pytest, pluggy)
@@ -168,11 +166,12 @@ def _wrappers() -> list[LeaseMixin]:
 
 
 def _state_of(wrapper: LeaseMixin) -> _State:
+    held = wrapper.holders()
     return _State(
         depth=len(wrapper.atomic_blocks),
-        pins=wrapper._lease_pins,
-        cursors=wrapper._lease_cursors,
-        sticky=wrapper._lease_sticky,
+        pins=wrapper.lease_pins(),
+        cursors=held.get("cursors", 0),
+        sticky="session_state" in held,
         autocommit=wrapper.autocommit or wrapper.connection is None,
         held=wrapper.connection is not None,
     )
@@ -180,7 +179,7 @@ def _state_of(wrapper: LeaseMixin) -> _State:
 
 def _site(wrapper: LeaseMixin) -> str | None:
     """The borrowing stack without pytest's and pluggy's own frames."""
-    site = wrapper._lease_site
+    site = wrapper.lease_site()
     if not site:
         return None
     frames = [f for f in site if not f.filename.startswith(_RUNNER_DIRS)]
@@ -200,7 +199,7 @@ def check_test_body(before: dict[str, _State]) -> dict[str, Finding]:
         if not problems:
             continue
         found[wrapper.alias] = Finding(tuple(problems), _site(wrapper))
-        wrapper._lease_counters["leaks"] += 1
+        wrapper.lease_count_leak()
         _undo(wrapper, base)
     return found
 
@@ -210,26 +209,21 @@ def _added(wrapper: LeaseMixin, base: _State) -> list[str]:
     depth = len(wrapper.atomic_blocks)
     if depth > base.depth:
         problems.append(f"atomic() block still open ({depth - base.depth} level(s))")
-    if wrapper._lease_pins > base.pins:
-        problems.append(f"pinned() block not exited ({wrapper._lease_pins - base.pins} level(s))")
-    if wrapper.connection is None:
+    pins = wrapper.lease_pins()
+    if pins > base.pins:
+        problems.append(f"pinned() block not exited ({pins - base.pins} level(s))")
+    held = wrapper.holders()
+    if not held:
         return problems
-    if wrapper._lease_cursors > base.cursors:
-        problems.append(f"{wrapper._lease_cursors - base.cursors} cursor(s) not closed")
+    cursors = held.get("cursors", 0)
+    if cursors > base.cursors:
+        problems.append(f"{cursors - base.cursors} cursor(s) not closed")
     if base.autocommit and not wrapper.autocommit and not wrapper.in_atomic_block:
         problems.append("autocommit left off (manual transaction)")
-    raw = wrapper._lease_raw
-    if (
-        not wrapper.in_atomic_block
-        and wrapper.autocommit
-        and raw is not None
-        and not raw.closed
-        and raw.pgconn.transaction_status in _OPEN
-    ):
-        status = TransactionStatus(raw.pgconn.transaction_status).name
-        problems.append(f"transaction opened with SQL still open ({status})")
-    if wrapper._lease_sticky and not base.sticky:
-        problems.append(f"session state set outside pinned() ({wrapper._lease_dirty})")
+    if not wrapper.in_atomic_block and wrapper.autocommit and "server_transaction" in held:
+        problems.append(f"transaction opened with SQL still open ({held['server_transaction']})")
+    if "session_state" in held and not base.sticky:
+        problems.append(f"session state set outside pinned() ({held['session_state']})")
     return problems
 
 
@@ -245,14 +239,14 @@ def _undo(wrapper: LeaseMixin, base: _State) -> None:
         while len(wrapper.atomic_blocks) > base.depth:
             wrapper.needs_rollback = True
             wrapper.atomic_blocks[-1].__exit__(None, None, None)
-        while wrapper._lease_pins > base.pins:
-            wrapper._lease_unpin()
+        while wrapper.lease_pins() > base.pins:
+            wrapper.lease_unpin()
         if base.autocommit and not wrapper.autocommit and not wrapper.in_atomic_block:
             wrapper.rollback()
             wrapper.set_autocommit(True)
-        if wrapper._lease_sticky and not base.sticky:
+        if "session_state" in wrapper.holders() and not base.sticky:
             # Stays held by the outer blocks; reset (DISCARD ALL) when returned.
-            wrapper._lease_sticky = False
+            wrapper.lease_unstick()
     except Exception:
         # The outer blocks are beyond saving: start from scratch.
         _bracket.repair(wrapper)
@@ -274,7 +268,7 @@ def check_after_teardown() -> dict[str, Finding]:
         if kept:
             # Cursors left inside it were reported when the test returned;
             # they go back with the connection at the class's end.
-            base = _State(kept, 0, wrapper._lease_cursors, False, True, True)
+            base = _State(kept, 0, wrapper.holders().get("cursors", 0), False, True, True)
             problems = _added(wrapper, base)
             if problems:
                 _undo(wrapper, base)
@@ -286,7 +280,7 @@ def check_after_teardown() -> dict[str, Finding]:
                 # next test starts without it.
                 _bracket.repair(wrapper)
         if problems:
-            wrapper._lease_counters["leaks"] += 1
+            wrapper.lease_count_leak()
             found[wrapper.alias] = Finding(tuple(problems), site)
     return found
 
@@ -317,7 +311,7 @@ def request_acquisition_sites() -> None:
     for wrapper in _wrappers():
         if wrapper.connection is None:
             # Re-read at the next borrow (as after close_pool()).
-            wrapper._lease_settings = None
+            wrapper.lease_forget_settings()
 
 
 def describe(item: pytest.Item, found: dict[str, Finding]) -> str:

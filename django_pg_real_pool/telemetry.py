@@ -26,7 +26,6 @@ from . import _counters, _engines, _leaks, _registry
 if TYPE_CHECKING:
     from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
 
-    from ._lane import Lane
 
 __all__ = [
     "CONNECTION_COUNT",
@@ -156,13 +155,12 @@ def _alias_snapshot(
 
 def _pool_measures(alias: str) -> dict[str, Any]:
     """The pool's own view of ``alias`` (none if this process made no pool for it)."""
-    entry = _registry.get(alias)
-    if entry is None:
+    supply = _registry.get(alias)
+    if supply is None:
         return {}
-    adapter = entry.adapter
-    if entry.engine == _engines.QUEUEPOOL_ENGINE:
-        return {ENGINE: entry.engine, **_queuepool_measures(adapter.pool, adapter.lane)}
-    return {ENGINE: _engines.NATIVE_ENGINE, **_native_measures(adapter.stats())}
+    if supply.engine == _engines.QUEUEPOOL_ENGINE:
+        return {ENGINE: supply.engine, **_queuepool_measures(supply.adapter.pool, supply.stats())}
+    return {ENGINE: _engines.NATIVE_ENGINE, **_native_measures(supply.stats())}
 
 
 def _native_measures(stats: Mapping[str, int]) -> dict[str, Any]:
@@ -183,15 +181,15 @@ def _native_measures(stats: Mapping[str, int]) -> dict[str, Any]:
     }
 
 
-def _queuepool_measures(pool: Any, lane: Lane | None) -> dict[str, Any]:
+def _queuepool_measures(pool: Any, stats: Mapping[str, int]) -> dict[str, Any]:
     # QueuePool neither counts waiters, timeouts nor connection set-up time.
-    # Parked connections (see _lane.py) are checked out for it, idle for us;
-    # the borrowers it could not serve wait in the lane, where they are seen.
-    parked = len(lane.parked) if lane is not None else 0
+    # Parked connections (see _supply.py) are checked out for it, idle for us;
+    # the borrowers it could not serve wait in the supply, where they are seen.
+    parked = stats["pool_parked"]
     size = pool.size()
     overflow = pool._max_overflow
     return {
-        PENDING_REQUESTS: len(lane.queue) if lane is not None else None,
+        PENDING_REQUESTS: stats["lane_waiting"],
         CONNECTION_COUNT: {
             STATE_IDLE: _queuepool_idle(pool) + parked,
             STATE_USED: pool.checkedout() - parked,

@@ -508,7 +508,7 @@ def test_statement_and_lock_timeouts_surface_and_keep_connections(
         assert counters_by_alias()[alias]["discards"] == 0
         # Only the slow and lock requests failed: no wait for a connection the
         # slow ones held ran out (borrowers are served in order on both
-        # engines, SQLAlchemy's QueuePool included: see _lane.py).
+        # engines, SQLAlchemy's QueuePool included: see _supply.py).
         normal_failures = {e[4] for e in outcome.tally.events if not e[2] and e[3] in NORMAL}
         assert normal_failures == set(), normal_failures
 

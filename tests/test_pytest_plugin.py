@@ -110,7 +110,7 @@ def test_starts_clean_after_the_leaks():
     wrapper = connections["default"]
     assert wrapper.connection is None
     assert not wrapper.in_atomic_block and wrapper.get_autocommit()
-    assert wrapper._lease_pins == 0
+    assert wrapper.lease_pins() == 0
     with wrapper.cursor() as cursor:
         cursor.execute("SHOW search_path")
         assert cursor.fetchone()[0] == '"$user", public'

@@ -44,18 +44,19 @@ def _wrapper(engine: str, alias: str) -> Any:
 def test_close_pools_ends_the_sessions_of_parked_connections(
     engine: str, admin: psycopg.Connection[Any]
 ) -> None:
-    """A connection parked in the lane is lent out as far as the pool knows:
+    """A connection parked in the supply is lent out as far as the pool knows:
     closing the pool alone leaves it open, its session on the server, until
-    the lane's sweeper happens to send it back (a worker shutting down right
+    the supply's sweeper happens to send it back (a worker shutting down right
     after close_pools() ends it with a broken connection instead)."""
     alias = _alias(engine, "parked")
     wrapper = _wrapper(engine, alias)
     try:
-        pid = pid_of(wrapper)
-        assert wrapper.connection is None
-        adapter = wrapper._lease_adapter
-        assert adapter.stats()["pool_parked"] == 1
-        raw = adapter.raw(adapter.lane.parked[0])
+        wrapper.ensure_connection()
+        supply = wrapper._lease_supply
+        raw = supply.adapter.raw(wrapper.connection)
+        pid = raw.info.backend_pid
+        wrapper.close()
+        assert supply.stats()["pool_parked"] == 1
         assert pid in {s["pid"] for s in sessions(admin, alias)}
         _bracket.close_pools()
         # At once, not at the sweeper's next round (PARK_MAX).

@@ -137,9 +137,9 @@ def test_wait_time_grows_while_the_pool_is_exhausted(
     waiter = threading.Thread(target=borrow)
     waiter.start()
     try:
-        # Queued in the lane (see _lane.py), on either pool.
+        # Queued in the supply (see _supply.py), on either pool.
         assert wait_until(lambda: stats(engine)[PENDING_REQUESTS] == 1)
-        assert len(connections[engine]._lease_adapter.lane.queue) == 1
+        assert len(connections[engine]._lease_supply.queued()) == 1
         queued_at = time.monotonic()  # the waiter is in the queue by now
         # Not waiting for an event: the point is that the waiter waits a
         # known minimum, which its wait time must then include.
@@ -284,7 +284,7 @@ def test_queuepool_timeouts_counted(hold_pool: Any) -> None:
     query(alias)
     before = telemetry.snapshot()[alias][telemetry.TIMEOUTS]
     hold_pool(alias, 4)
-    pool = connections[alias]._lease_adapter.pool
+    pool = connections[alias]._lease_supply.adapter.pool
     timeout, pool._timeout = pool._timeout, 0.2
     try:
         with pytest.raises(PoolExhausted):

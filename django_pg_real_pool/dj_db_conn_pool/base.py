@@ -3,13 +3,12 @@
 django-db-connection-pool keeps one SQLAlchemy ``QueuePool`` per alias in a
 module-level container; this engine borrows from it per query through the same
 lease as the native engine. Differences from the plain third-party engine:
-``POOL_OPTIONS["PRE_PING"]`` defaults to False (the lease checks connections
-cheaply itself), and the container is emptied in fork children.
+``POOL_OPTIONS["PRE_PING"]`` defaults to False (the supply checks connections
+cheaply itself), and the container is emptied in fork children (``_pool.py``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import django
@@ -27,8 +26,6 @@ check_psycopg3(pg_base.is_psycopg3)  # type: ignore[attr-defined]
 try:
     from dj_db_conn_pool.backends.postgresql.mixins import PGDatabaseWrapperMixin
     from dj_db_conn_pool.core import pool_container
-    from dj_db_conn_pool.core.mixins import DatabasePoolWrapperMixin
-    from dj_db_conn_pool.core.mixins.creation import DatabaseCreationMixin
 except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
     raise ImproperlyConfigured(
         "ENGINE 'django_pg_real_pool.dj_db_conn_pool' needs django-db-connection-pool "
@@ -36,14 +33,16 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
         "or use ENGINE 'django_pg_real_pool' on Django's native pool."
     ) from exc
 
-from .. import _fork, _registry  # noqa: E402
+from .. import _registry  # noqa: E402
 from .._compose import schema_editor_class  # noqa: E402
 from .._credentials import credentials_source  # noqa: E402
 from .._engines import QUEUEPOOL_ENGINE  # noqa: E402
 from .._lease import LeaseMixin  # noqa: E402
 from .._pools import PooledConnection  # noqa: E402
+from .._supply import Supply  # noqa: E402
 from .._validate import resolve_isolation_level  # noqa: E402
-from ._pool import QueuePoolAdapter  # noqa: E402
+from ._creation import DatabaseCreation, OneCreationClass, creation_class  # noqa: E402
+from ._pool import Connect, QueuePoolAdapter, UnwrapForPostGIS  # noqa: E402
 
 __all__ = ["DatabaseWrapper", "DjPoolMixin", "UnwrapForPostGIS", "creation_class"]
 
@@ -51,53 +50,9 @@ __all__ = ["DatabaseWrapper", "DjPoolMixin", "UnwrapForPostGIS", "creation_class
 ENGINE = QUEUEPOOL_ENGINE
 
 
-class _GiveBackParkedFirst:
-    """Creation mixin: parked connections go back before the pools are disposed.
-
-    django-db-connection-pool disposes every pool before destroying a test
-    database; disposing closes only the connections resting in a pool, and a
-    parked one is lent out for SQLAlchemy: it would keep a session on the
-    database being dropped.
-    """
-
-    def _destroy_test_db(self, test_database_name: str, verbosity: int) -> None:
-        for entry in _registry.entries():
-            if entry.engine == ENGINE:
-                entry.adapter.lane.drain()
-        super()._destroy_test_db(test_database_name, verbosity)  # type: ignore[misc]
-
-
-def creation_class(base: type[Any]) -> type[Any]:
-    """django-db-connection-pool's creation class on ``base``'s, built once per base."""
-    return type(
-        "DatabaseCreation",
-        (_GiveBackParkedFirst, DatabaseCreationMixin, base.creation_class),
-        {"__module__": __name__},
-    )
-
-
-DatabaseCreation = creation_class(pg_base.DatabaseWrapper)
-
-
-class _OneCreationClass:
-    """Skips django-db-connection-pool's ``DatabasePoolWrapperMixin.__init__``.
-
-    All it does is ``self.creation_class = type(..., (DatabaseCreationMixin,
-    self.creation_class), {})``: a new class for every wrapper. A class is in
-    its own ``__mro__``, a reference cycle, so each wrapper dropped (one per
-    thread and alias, each ``copy()``) left its class to the garbage collector
-    (Django 6.1's ``test_release_memory_without_garbage_collection``).
-    ``DatabaseWrapper.creation_class`` is that class, built once.
-    """
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        # The next __init__ after django-db-connection-pool's: Django's.
-        super(DatabasePoolWrapperMixin, self).__init__(*args, **kwargs)
-
-
 class DjPoolMixin(
     LeaseMixin,
-    _OneCreationClass,
+    OneCreationClass,
     PGDatabaseWrapperMixin,  # type: ignore[misc]
 ):
     """Per-query release on django-db-connection-pool's SQLAlchemy pool, for
@@ -107,7 +62,7 @@ class DjPoolMixin(
     # Django's representation (django-db-connection-pool's mixin replaces it).
     __repr__ = BaseDatabaseWrapper.__repr__
 
-    def _lease_make_adapter(self) -> QueuePoolAdapter:
+    def _lease_make_supply(self) -> Supply:
         if self.settings_dict["OPTIONS"].get("pool"):
             raise ImproperlyConfigured(
                 f"DATABASES[{self.alias!r}]['OPTIONS'] has 'pool', but ENGINE "
@@ -126,50 +81,36 @@ class DjPoolMixin(
             self.get_new_connection(self.get_connection_params()).close()
             with pool_container.lock:
                 pool = pool_container.get(self.alias)
-        # One adapter per pool, shared by all threads: it carries the pool-wide
-        # "connections returned before this time are suspect" mark. A pool
+        # One supply per pool, shared by all threads. A pool
         # django-db-connection-pool replaced (disposed) gets a new one.
-        entry = _registry.get_or_create(
-            self.alias, lambda: self._lease_pair(pool), lambda entry: entry.adapter.pool is pool
+        return _registry.get_or_create(
+            self.alias, lambda: self._lease_pair(pool), lambda supply: supply.adapter.pool is pool
         )
-        adapter: QueuePoolAdapter = entry.adapter  # type: ignore[assignment]
-        return adapter
 
-    def _lease_pair(self, pool: Any) -> _registry.Entry:
-        """The adapter of ``pool`` (the registry calls this under its lock)."""
+    def _lease_pair(self, pool: Any) -> Supply:
+        """The supply of ``pool`` (the registry calls this under its lock)."""
         # In place of django-db-connection-pool's connection factory, a lambda
-        # over the wrapper that created the pool (see _Connect). SQLAlchemy's
+        # over the wrapper that created the pool (see Connect). SQLAlchemy's
         # own setter: it wraps the callable as the constructor does.
-        pool._creator = _Connect(
+        pool._creator = Connect(
             self.get_connection_params(), credentials_source(self.alias, self.settings_dict)
         )
-        return _registry.Entry(ENGINE, QueuePoolAdapter(pool, self.alias))
+        return Supply(ENGINE, QueuePoolAdapter(pool, self.alias))
 
     def _get_new_connection(self, conn_params: dict[str, Any]) -> PooledConnection:
         # django-db-connection-pool's connection factory calls this, until the
-        # pool gets a _Connect.
-        return _Connect(conn_params, credentials_source(self.alias, self.settings_dict))()
+        # pool gets a Connect.
+        return Connect(conn_params, credentials_source(self.alias, self.settings_dict))()
 
     def close_pool(self) -> None:
         _registry.close(self.alias)
-        # A pool django-db-connection-pool made that no borrow paired with an
-        # adapter yet (no lane, no callback): only its container knows it.
+        # A pool django-db-connection-pool made that no borrow paired with a
+        # supply yet: only its container knows it.
         with pool_container.lock:
             unpaired = pool_container.pop(self.alias, None)
         if unpaired is not None:
             unpaired.dispose()
-        self._lease_settings = None
-
-
-class UnwrapForPostGIS:
-    """PostGIS on SQLAlchemy's pool: Django passes PostGIS ``self.connection``
-    (``prepare_database()``, the ``CreateExtension`` operation), here
-    SQLAlchemy's proxy, which psycopg's ``TypeInfo.fetch`` refuses; PostGIS
-    gets the psycopg connection inside it."""
-
-    def register_geometry_adapters(self, pg_connection: Any, clear_caches: bool = False) -> None:
-        raw = getattr(pg_connection, "driver_connection", pg_connection)
-        super().register_geometry_adapters(raw, clear_caches)  # type: ignore[misc]
+        self.lease_forget_settings()
 
 
 class DatabaseWrapper(DjPoolMixin, pg_base.DatabaseWrapper):  # type: ignore[misc]
@@ -177,37 +118,3 @@ class DatabaseWrapper(DjPoolMixin, pg_base.DatabaseWrapper):  # type: ignore[mis
 
     creation_class = DatabaseCreation
     SchemaEditorClass = schema_editor_class(pg_base.DatabaseWrapper)
-
-
-class _Connect:
-    """A QueuePool's connection factory: physical connections carry our state
-    and rest in autocommit, as with the native engine.
-
-    It holds the connection parameters, not a wrapper. django-db-connection-pool's
-    factory is a lambda over the wrapper that created the pool, so the pool kept
-    that wrapper alive; and every wrapper's finalizer keeps the adapter of its
-    last borrow, hence the pool: the wrapper that created a pool could never be
-    freed, nor that pool after ``close_pool()``.
-    """
-
-    __slots__ = ("fresh", "params")
-
-    def __init__(self, params: dict[str, Any], fresh: Callable[[], dict[str, Any]] | None) -> None:
-        self.params = {**params, "autocommit": True}
-        # OPTIONS["real_pool"]["credentials"], read at each connection (_credentials.py).
-        self.fresh = fresh
-
-    def __call__(self) -> PooledConnection:
-        if self.fresh is None:
-            return PooledConnection.connect(**self.params)
-        return PooledConnection.connect(**{**self.params, **self.fresh()})
-
-
-def _forget_pools_after_fork() -> list[Any]:
-    # django-db-connection-pool's own registry (the pools are also in ours).
-    inherited: list[Any] = list(pool_container.values())
-    pool_container.clear()
-    return inherited
-
-
-_fork._child_hooks.append(_forget_pools_after_fork)

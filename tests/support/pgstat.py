@@ -53,12 +53,12 @@ def idle_in_transaction(admin: psycopg.Connection[Any]) -> list[dict[str, Any]]:
 def pool_counts(alias: str) -> tuple[int, int]:
     """(connections the pool has, connections resting in it) for ``alias``."""
     wrapper: Any = connections[alias]
-    adapter = wrapper._lease_adapter
-    if adapter is None or wrapper._lease_settings is None:  # never borrowed, or pool replaced
+    supply = wrapper._lease_supply
+    if supply is None or wrapper._lease_settings is None:  # never borrowed, or pool replaced
         wrapper.ensure_connection()
         wrapper.close()
-        adapter = wrapper._lease_adapter
-    stats = adapter.stats()
+        supply = wrapper._lease_supply
+    stats = supply.stats()
     if "pool_checked_out" in stats:  # SQLAlchemy QueuePool
         return stats["pool_checked_out"] + stats["pool_available"], stats["pool_available"]
     return stats["pool_size"], stats["pool_available"]

@@ -126,8 +126,8 @@ async def db_sleep(request: HttpRequest) -> JsonResponse:
 def _pool_state() -> dict[str, Any]:
     from django_pg_real_pool import _bracket, _registry
 
-    adapters = [w._lease_adapter for w in _registry.wrappers() if w._lease_adapter is not None]
-    stats = adapters[0].stats() if adapters else {}
+    supplies = [w._lease_supply for w in _registry.wrappers() if w._lease_supply is not None]
+    stats = supplies[0].stats() if supplies else {}
     return {
         "pool_size": stats.get("pool_size", 0),
         "pool_available": stats.get("pool_available", 0),

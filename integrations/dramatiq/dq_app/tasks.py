@@ -71,8 +71,8 @@ def _gevent_patched() -> bool:
 def pool_state() -> dict[str, Any]:
     """The pool's counters, its connections out of the pool, what every
     thread's wrapper holds."""
-    adapter = getattr(connection, "_lease_adapter", None)
-    if adapter is None:  # stock engine
+    supply = getattr(connection, "_lease_supply", None)
+    if supply is None:  # stock engine
         pool = getattr(connection, "pool", None)
         return {"pool": dict(pool.get_stats()) if pool is not None else {}}
     from django_pg_real_pool import _bracket, _counters
@@ -80,10 +80,10 @@ def pool_state() -> dict[str, Any]:
     # The pool may be replacing a discarded connection in the background
     # (counted in pool_size before it is available): let that settle.
     deadline = time.monotonic() + 5
-    stats = adapter.stats()
+    stats = supply.stats()
     while stats["pool_size"] != stats["pool_available"] and time.monotonic() < deadline:
         time.sleep(0.01)
-        stats = adapter.stats()
+        stats = supply.stats()
     return {
         "pool": stats,
         "out_of_pool": stats["pool_size"] - stats["pool_available"],
