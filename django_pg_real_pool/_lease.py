@@ -86,13 +86,13 @@ class LeaseMixin(HoldersMixin):
         self._lease_guarded = False
         self._lease_raw: Any = None
         self._lease_state: ConnState | None = None
-        self._lease_cursors = 0
+        self.lease_open_cursors = 0
         self._lease_pins = 0
         self._lease_sticky = False
         self._lease_dirty: str | None = None
         self._lease_configuring = False
         # Bumped at every borrow and return: cursors of another borrow see it changed.
-        self._lease_gen = 0
+        self.lease_generation = 0
         self._lease_acquired_at = 0.0
         self._lease_site: list[traceback.FrameSummary] | None = None
         # Record each borrow's call site (leak_threshold set; see _lease_prepare).
@@ -338,7 +338,7 @@ class LeaseMixin(HoldersMixin):
         self.connection = conn
         self._lease_raw = raw
         self._lease_state = state
-        self._lease_gen += 1
+        self.lease_generation += 1
         self._lease_acquired_at = self._lease_box.since
         self._lease_dirty = None
         if self._lease_track_site:
@@ -353,8 +353,10 @@ class LeaseMixin(HoldersMixin):
             state.announced = True
             with self._lease_configuring_block():
                 connection_created.send(sender=self.__class__, connection=self)
-        # The borrower's session context, before its first statement (_replay.py).
-        _replay.on_borrow(self, raw, state)
+        # The borrower's session context, before its first statement
+        # (_replay.py); inline guard: most apps never set one.
+        if _context.current.get() is not None or state.replayed is not None:
+            _replay.on_borrow(self, raw, state)
 
     # -- giving back --------------------------------------------------------
 
@@ -364,15 +366,15 @@ class LeaseMixin(HoldersMixin):
         dirty = self._lease_dirty
         if forced:
             self._lease_counters.forced_releases += 1
-            if self._lease_cursors:
+            if self.lease_open_cursors:
                 # A server-side cursor WITH HOLD may still be open on the session.
                 dirty = dirty or "open cursor"
         # Cursors of this borrow see the generation change and stop using it.
-        self._lease_gen += 1
+        self.lease_generation += 1
         self.connection = None
         self._lease_raw = None
         self._lease_state = None
-        self._lease_cursors = 0
+        self.lease_open_cursors = 0
         self._lease_sticky = False
         self._lease_dirty = None
         self._lease_site = None
