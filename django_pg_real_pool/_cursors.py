@@ -36,10 +36,10 @@ class LeasedCursorMixin:
 
     def __init__(self, cursor: Any, db: LeaseMixin) -> None:
         super().__init__(cursor, db)  # type: ignore[call-arg]
-        self._gen = db._lease_gen
+        self._gen = db.lease_generation
         self._holding = True
         self._closed = False
-        db._lease_cursors += 1
+        db.lease_open_cursors += 1
 
     def _check_usable(self) -> None:
         """Refuse a cursor whose lease ended, or re-borrow for a finished one.
@@ -48,7 +48,7 @@ class LeasedCursorMixin:
         two attribute reads instead of a call per statement.
         """
         db = self.db
-        if self._gen == db._lease_gen and self._holding:
+        if self._gen == db.lease_generation and self._holding:
             return
         if self._closed:
             # Explicitly closed: refuse as psycopg does, never borrow again.
@@ -63,22 +63,22 @@ class LeasedCursorMixin:
         db.ensure_connection()
         with db.wrap_database_errors:
             self.cursor = db.create_cursor()
-        self._gen = db._lease_gen
+        self._gen = db.lease_generation
         self._holding = True
-        db._lease_cursors += 1
+        db.lease_open_cursors += 1
 
     def _let_go(self) -> None:
         """Stop holding the lease (the psycopg cursor is left as it is)."""
         if self._holding:
             self._holding = False
             db = self.db
-            if self._gen == db._lease_gen:
-                db._lease_cursors -= 1
+            if self._gen == db.lease_generation:
+                db.lease_open_cursors -= 1
                 db._lease_maybe_release()
 
     def execute(self, sql: Any, params: Any = None) -> Any:
         db = self.db
-        if self._gen != db._lease_gen or not self._holding:
+        if self._gen != db.lease_generation or not self._holding:
             self._check_usable()
         if session_state_of(sql) is not None:
             db._lease_inspect(sql, params)
@@ -86,7 +86,7 @@ class LeasedCursorMixin:
 
     def executemany(self, sql: Any, param_list: Any) -> Any:
         db = self.db
-        if self._gen != db._lease_gen or not self._holding:
+        if self._gen != db.lease_generation or not self._holding:
             self._check_usable()
         if session_state_of(sql) is not None:
             db._lease_inspect(sql)
@@ -97,7 +97,7 @@ class LeasedCursorMixin:
         return super().callproc(procname, params, kparams)  # type: ignore[misc]
 
     def __iter__(self) -> Iterator[Any]:
-        if self._gen != self.db._lease_gen and self._holding:
+        if self._gen != self.db.lease_generation and self._holding:
             self._check_usable()
         with self.db.wrap_database_errors:
             yield from self.cursor
@@ -107,7 +107,7 @@ class LeasedCursorMixin:
     def close(self) -> None:
         self._closed = True
         db = self.db
-        if self._gen != db._lease_gen and self._holding:
+        if self._gen != db.lease_generation and self._holding:
             # The lease ended under us: the psycopg cursor is not ours to touch.
             self._holding = False
             return
@@ -131,7 +131,7 @@ class ServerSideGuardMixin:
     _server_side = True
 
     def __getattr__(self, attr: str) -> Any:
-        if self._gen != self.db._lease_gen:
+        if self._gen != self.db.lease_generation:
             raise InterfaceError(
                 "cursor already closed: connection.close() returned its connection to "
                 "the pool while this server-side cursor was open"

@@ -4,9 +4,12 @@ on a wrapper instead of its private fields.
 :meth:`HoldersMixin.holders` is the one answer to "what keeps this
 connection": the release decision (``_lease_maybe_release``), the task
 bracket (``_bracket.inspect``), the pytest plugin and the leak detector all
-ask it. The fields are the lease's (``_lease.py`` sets them up); only this
-module and ``_lease.py`` write them, and the cursors (``_cursors.py``) count
-themselves in ``_lease_cursors`` on the hot path.
+ask it. The ``_lease_*`` fields are the lease's (``_lease.py`` sets them up);
+only this module and ``_lease.py`` touch them. Two fields are the cursors'
+interface instead, public so that a query pays no method call
+(``_cursors.py``): ``lease_open_cursors``, which each cursor increments while
+it holds the connection, and ``lease_generation``, which changes at every
+borrow and return so that a cursor of an earlier borrow stops.
 """
 
 from __future__ import annotations
@@ -39,11 +42,11 @@ class HoldersMixin(ConnectionSetupMixin):
     _lease_settings: RealPoolSettings | None
     _lease_raw: Any
     _lease_state: ConnState | None
-    _lease_cursors: int
+    lease_open_cursors: int
     _lease_pins: int
     _lease_sticky: bool
     _lease_dirty: str | None
-    _lease_gen: int
+    lease_generation: int
     _lease_acquired_at: float
     _lease_site: list[traceback.FrameSummary] | None
     _lease_counters: LeaseCounters
@@ -62,8 +65,8 @@ class HoldersMixin(ConnectionSetupMixin):
         if self.connection is None:
             return {}
         held: dict[str, Any] = {}
-        if self._lease_cursors:
-            held["cursors"] = self._lease_cursors
+        if self.lease_open_cursors:
+            held["cursors"] = self.lease_open_cursors
         if self._lease_pins:
             held["pinned"] = self._lease_pins
         if self._lease_sticky:
@@ -123,7 +126,7 @@ class HoldersMixin(ConnectionSetupMixin):
     def lease_borrow(self) -> tuple[int, float]:
         """The current borrow's generation (changes at every borrow and
         return) and ``monotonic()`` start, for the leak detector."""
-        return self._lease_gen, self._lease_acquired_at
+        return self.lease_generation, self._lease_acquired_at
 
     def lease_counters(self) -> LeaseCounters:
         """This wrapper's counters (telemetry reads them; only its thread writes)."""
@@ -212,10 +215,10 @@ class HoldersMixin(ConnectionSetupMixin):
         self._lease_raw = None
         self._lease_state = None
         self._lease_box.conn = None
-        self._lease_cursors = 0
+        self.lease_open_cursors = 0
         self._lease_sticky = False
         self._lease_dirty = None
-        self._lease_gen += 1
+        self.lease_generation += 1
         self._lease_supply = None
         self._lease_settings = None
         if self.in_atomic_block:
