@@ -46,3 +46,14 @@ def is_default(probe: dict[str, Any]) -> bool:
         and probe["search_path"] == DEFAULT_SEARCH_PATH
         and probe["released"] is True
     )
+
+
+def assert_context_leak_reported(record: dict[str, Any], task: str) -> None:
+    """``record`` (a bracket's leak report) names ``task`` and the
+    ``session_context`` that ``leak_tenant_context`` left entered."""
+    assert record["task"] == task
+    assert record["alias"] == "default"
+    assert any(
+        problem.startswith("session_context() left entered") and "app.tenant_id='2'" in problem
+        for problem in record["problems"]
+    ), record

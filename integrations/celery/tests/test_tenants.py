@@ -91,9 +91,4 @@ def test_leaked_context_is_reported_and_the_next_task_starts_from_defaults(
     assert any(p["thread"] == leaked["thread"] for p in probes)
     assert [p for p in probes if not tenantcases.is_default(p)] == []
     [record] = records(config.leak_log, result.id)
-    assert record["task"] == "celeryjobs.tasks.leak_tenant_context"
-    assert record["alias"] == "default"
-    assert any(
-        problem.startswith("session_context() left entered") and "app.tenant_id='2'" in problem
-        for problem in record["problems"]
-    ), record
+    tenantcases.assert_context_leak_reported(record, "celeryjobs.tasks.leak_tenant_context")

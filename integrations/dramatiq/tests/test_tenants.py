@@ -72,9 +72,4 @@ def test_leaked_context_is_reported_and_the_next_message_starts_from_defaults(
     assert any(p["thread"] == leaked.value["thread"] for p in probes)
     assert [p for p in probes if not tenantcases.is_default(p)] == []
     [record] = log.records_of(message.message_id)
-    assert record["task"] == "leak_tenant_context"
-    assert record["alias"] == "default"
-    assert any(
-        problem.startswith("session_context() left entered") and "app.tenant_id='2'" in problem
-        for problem in record["problems"]
-    ), record
+    tenantcases.assert_context_leak_reported(record, "leak_tenant_context")
