@@ -19,6 +19,7 @@ from django.db.backends.postgresql.base import CursorDebugWrapper as PGCursorDeb
 from django.db.backends.utils import CursorWrapper
 from django.db.utils import InterfaceError
 
+from ._replay import confirm
 from ._session import session_state_of
 
 if TYPE_CHECKING:
@@ -81,7 +82,12 @@ class LeasedCursorMixin:
         if self._gen != db.lease_generation or not self._holding:
             self._check_usable()
         if session_state_of(sql) is not None:
-            db._lease_inspect(sql, params)
+            recorded = db._lease_inspect(sql, params)
+            if recorded is not None:
+                result = super().execute(sql, params)  # type: ignore[misc]
+                # It ran: what it set is on this connection now.
+                confirm(db, recorded)
+                return result
         return super().execute(sql, params)  # type: ignore[misc]
 
     def executemany(self, sql: Any, param_list: Any) -> Any:

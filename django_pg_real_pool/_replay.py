@@ -26,6 +26,7 @@ another borrower's values or without the ones asked for.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import psycopg
@@ -90,6 +91,23 @@ def forget(held: tuple[Any, ConnState] | None, keys: list[str]) -> None:
     if held is not None:
         state = held[1]
         state.replayed = _with_unknown(dict(state.replayed or ()), keys)
+
+
+def confirm(wrapper: LeaseMixin, values: Mapping[str, str | None]) -> None:
+    """A statement the ``replay`` option recorded ran without error: outside a
+    transaction (which a rollback could undo) the values it set are on the
+    held connection now, so the next borrow in the same context sends
+    nothing. A reset (``None``) stays unknown: ``RESET ROLE`` goes back to the
+    login role, not to Django's ``assume_role`` that a replay would set."""
+    held = wrapper.lease_held_session()
+    if held is None:
+        return
+    raw, state = held
+    if raw.pgconn.transaction_status != _IDLE:
+        return
+    have = dict(state.replayed or ())
+    have.update((k, v) for k, v in values.items() if v is not None)
+    state.replayed = tuple(sorted(have.items())) or None
 
 
 def apply(wrapper: LeaseMixin, raw: Any, state: ConnState, want: Values | None) -> None:

@@ -214,17 +214,21 @@ def parse(sql: str, params: Any) -> dict[str, str | None] | str | None:
     return None
 
 
-def record(wrapper: LeaseMixin, sql: Any, params: Any, rules: ReplayRules) -> bool:
+def record(
+    wrapper: LeaseMixin, sql: Any, params: Any, rules: ReplayRules
+) -> dict[str, str | None] | None:
     """Record ``sql`` into the context if ``rules`` cover all it sets.
 
-    Returns True when the statement is handled (no pin, no reset needed):
-    the connection runs it, and its keys are set again at the next borrow.
+    Returns the values recorded when the statement is handled (no pin, no
+    reset needed): the connection runs it, and its keys count as unknown
+    there until it succeeds (:func:`._replay.confirm`) or the next borrow
+    sets them. ``None``: not handled, the session-state policy applies.
     """
     if type(sql) is not str:
-        return False
+        return None
     values = parse(sql, params)
     if values is None:
-        return False
+        return None
     if values == RESET_ALL:
         # The keys this context replays go back to the defaults; the
         # statement reset the connection's configuration too: today's policy.
@@ -233,10 +237,10 @@ def record(wrapper: LeaseMixin, sql: Any, params: Any, rules: ReplayRules) -> bo
         if keys and wrapper.session_state_policy() != "error":
             _context.record(wrapper.alias, dict.fromkeys(keys))
             _replay.forget(wrapper.lease_held_session(), keys)
-        return False
+        return None
     assert isinstance(values, dict)
     if not all(rules.covers(key) for key in values):
-        return False
+        return None
     _context.record(wrapper.alias, values)
     _replay.forget(wrapper.lease_held_session(), list(values))
-    return True
+    return values

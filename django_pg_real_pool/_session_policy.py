@@ -32,21 +32,25 @@ _DJANGO_DIR = os.path.dirname(django.__file__)
 warned_sites: set[tuple[str, int]] = set()
 
 
-def react(wrapper: LeaseMixin, sql: Any, params: Any = None) -> None:
-    """Apply the session-state policy of ``wrapper``'s alias to ``sql``."""
+def react(wrapper: LeaseMixin, sql: Any, params: Any = None) -> dict[str, str | None] | None:
+    """Apply the session-state policy of ``wrapper``'s alias to ``sql``.
+
+    Returns what the ``replay`` option recorded instead (the cursor confirms
+    it once the statement ran), else ``None``.
+    """
     kind = session_state_of(sql)
     if kind is None:
-        return
+        return None
     policy = wrapper.session_state_policy()
     if policy is None:
-        return
+        return None
     if policy == "pinned":
         wrapper.mark_session_state(kind, sticky=False)
-        return
+        return None
     # Under the replay option: the caller's context state, not a pin.
     replay = wrapper.lease_replay_rules()
-    if replay is not None and record(wrapper, sql, params, replay):
-        return
+    if replay is not None and (recorded := record(wrapper, sql, params, replay)) is not None:
+        return recorded
     if policy == "error":
         raise SessionStateError(
             f"{kind} statement on alias {wrapper.alias!r} outside pinned(): its effect "
@@ -58,7 +62,7 @@ def react(wrapper: LeaseMixin, sql: Any, params: Any = None) -> None:
     # Even when ignored, state never reaches the next borrower.
     wrapper.mark_session_state(kind, sticky=policy != "ignore")
     if policy == "ignore":
-        return
+        return None
     site = _call_site()
     if site not in warned_sites:
         warned_sites.add(site)
@@ -71,6 +75,7 @@ def react(wrapper: LeaseMixin, sql: Any, params: Any = None) -> None:
             site[0],
             site[1],
         )
+    return None
 
 
 def _shorten(sql: Any, limit: int = 120) -> str:

@@ -49,8 +49,8 @@ class TenantsMixin(_Base):
         # A new borrow: whatever django-tenants set was on another borrow.
         self.search_path_set_schemas = None
 
-    def _lease_inspect(self, sql: Any, params: Any = None) -> None:
+    def _lease_inspect(self, sql: Any, params: Any = None) -> dict[str, str | None] | None:
         # Called only for statements flagged as leaving session state.
         if type(sql) is str and _SET_SEARCH_PATH.match(sql):
-            return
-        super()._lease_inspect(sql, params)
+            return None
+        return super()._lease_inspect(sql, params)

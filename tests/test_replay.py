@@ -324,6 +324,25 @@ def test_round_trips_same_tenant_zero_alternating_at_most_one(
     assert _context_statements(admin) == 50
 
 
+def test_plain_set_that_ran_is_not_sent_again(
+    replaying: str, admin: psycopg.Connection[Any]
+) -> None:
+    admin.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+    query(replaying, "SELECT 1")
+    admin.execute("SELECT pg_stat_statements_reset()")
+    query(replaying, "SET search_path TO tenant_b, public")
+    query(replaying, "SET ROLE " + ROLE)
+    for _ in range(20):
+        assert seen(replaying)[1:] == (ROLE, "tenant_b, public")
+    # The statements ran on the one connection: the borrows after them send nothing.
+    assert _context_statements(admin) == 0, statement_counts(admin)
+    # Inside a transaction a rollback could undo a SET: the next borrow sets it again.
+    with transaction.atomic(using=replaying):
+        query(replaying, "SET search_path TO tenant_c, public")
+    assert seen(replaying)[2] == "tenant_c, public"
+    assert _context_statements(admin) == 1, statement_counts(admin)
+
+
 # -- failure and bad input -------------------------------------------------------
 
 
