@@ -55,7 +55,7 @@ class _Sweeper:
 
     def __init__(self) -> None:
         self._supplies: weakref.WeakSet[Supply] = weakref.WeakSet()
-        # Guards _supplies, _started and Supply.sweeper_idle's writes.
+        # Guards _supplies, _started and the writes of the module's `idle`.
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
         self._started = False

@@ -84,8 +84,9 @@ def wait(
         if withdrawn:
             pending = False
             return TIMED_OUT if remaining <= 0 else None
-        # A release or a nudge took this box out, and released the signal
-        # inside the same critical section.
+        # A release or a nudge took this box out under the lock; its wake-up
+        # follows (a hand-over's inside that critical section, a nudge's
+        # right after it).
         signal.acquire(timeout=PARK_MAX)
         pending = False
         return box.conn
