@@ -191,8 +191,7 @@ def _context_leaks(label: str, task_id: str | None, before: Any, leaks: list[Lea
     if not left:
         return leaks
     by_alias = {leak.alias: leak for leak in leaks}
-    for alias, values in left.items():
-        problem = f"session_context() left entered ({values})"
+    for alias, problem in left.items():
         logger.error(
             "%s (id %s) leaked on database alias %r at task end: %s. Cleaned up: the next "
             "task starts without it.",

@@ -129,10 +129,10 @@ def snapshot() -> Mapping[str, AliasContext] | None:
 
 
 def restore(before: Mapping[str, AliasContext] | None) -> dict[str, str]:
-    """Put the context back to ``before``; return, per alias, the explicit
-    values that were left set since (a ``session_context`` entered and never
-    exited), described for a leak report. Recorded values end silently: they
-    end at ``close()`` anyway."""
+    """Put the context back to ``before``; return, per alias, the leak report's
+    problem for the explicit values left set since (a ``session_context``
+    entered and never exited). Recorded values end silently: they end at
+    ``close()`` anyway."""
     now = current.get()
     if now is before:
         return {}
@@ -140,7 +140,8 @@ def restore(before: Mapping[str, AliasContext] | None) -> dict[str, str]:
     for alias, entry in (now or {}).items():
         outer = (before or {}).get(alias)
         if entry.explicit and (outer is None or outer.explicit != entry.explicit):
-            left[alias] = ", ".join(f"{k}={v!r}" for k, v in sorted(entry.explicit.items()))
+            values = ", ".join(f"{k}={v!r}" for k, v in sorted(entry.explicit.items()))
+            left[alias] = f"session_context() left entered ({values})"
     current.set(before)
     return left
 

@@ -12,7 +12,8 @@ Each alias the test's thread uses is looked at twice:
   started (so the ``atomic()`` that pytest-django or a fixture opened is
   expected): a cursor not closed, an ``atomic()`` or ``pinned()`` block not
   exited, autocommit left off, a transaction opened with raw SQL, session
-  state set outside ``pinned()``. Looking only after teardown would miss most
+  state set outside ``pinned()``, a ``session_context()`` entered and never
+  exited (later tests would run with its tenant). Looking only after teardown would miss most
   of these: Django's ``TransactionTestCase`` teardown (pytest-django's
   ``transaction=True``) closes every connection, which hides them;
 * after every fixture is torn down (pytest-django's rollback or flush
@@ -40,6 +41,8 @@ from typing import TYPE_CHECKING, Any
 import _pytest
 import pluggy
 import pytest
+
+from . import _context
 
 if TYPE_CHECKING:
     from ._lease import LeaseMixin
@@ -128,10 +131,11 @@ class LeakGuard:
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, Any, Any]:
         before = {w.alias: _state_of(w) for w in _wrappers()}
+        context = _context.snapshot()
         try:
             return (yield)
         finally:
-            self._found = check_test_body(before)
+            self._found = check_test_body(before, context)
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_teardown(
@@ -186,21 +190,28 @@ def _site(wrapper: LeaseMixin) -> str | None:
     return "".join(traceback.format_list(frames or site))
 
 
-def check_test_body(before: dict[str, _State]) -> dict[str, Finding]:
-    """What the test function added to each alias since it started.
+def check_test_body(before: dict[str, _State], context: Any = None) -> dict[str, Finding]:
+    """What the test function added to each alias since it started, and a
+    ``session_context`` it left entered (``context``: the one it started in).
 
     Undone at once down to the starting state, so that fixture teardown (a
-    flush, a rollback) runs on the connection it expects.
+    flush, a rollback) runs on the connection it expects, and later tests do
+    not run with the test's tenant.
     """
+    left = _context.restore(context)
     found: dict[str, Finding] = {}
     for wrapper in _wrappers():
         base = before.get(wrapper.alias, _AT_REST)
         problems = _added(wrapper, base)
+        if wrapper.alias in left:
+            problems.append(left.pop(wrapper.alias))
         if not problems:
             continue
         found[wrapper.alias] = Finding(tuple(problems), _site(wrapper))
         wrapper.lease_count_leak()
         _undo(wrapper, base)
+    # Aliases this thread has no wrapper of (a context entered, never used).
+    found.update((alias, Finding((problem,), None)) for alias, problem in left.items())
     return found
 
 

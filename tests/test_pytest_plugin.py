@@ -59,7 +59,7 @@ import pytest
 from django.db import connections, transaction
 from django.test import TestCase
 
-from django_pg_real_pool import pinned
+from django_pg_real_pool import pinned, session_context
 from tests.testapp.models import Item
 
 
@@ -106,6 +106,12 @@ def test_leaks_session_state():
 
 
 @pytest.mark.django_db(transaction=True)
+def test_leaks_session_context():
+    session_context(settings={"app.tenant_id": "9"}).__enter__()
+    Item.objects.count()
+
+
+@pytest.mark.django_db(transaction=True)
 def test_starts_clean_after_the_leaks():
     wrapper = connections["default"]
     assert wrapper.connection is None
@@ -114,6 +120,8 @@ def test_starts_clean_after_the_leaks():
     with wrapper.cursor() as cursor:
         cursor.execute("SHOW search_path")
         assert cursor.fetchone()[0] == '"$user", public'
+        cursor.execute("SELECT coalesce(current_setting('app.tenant_id', true), '')")
+        assert cursor.fetchone()[0] == ""
         cursor.execute(
             "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
             "AND state LIKE 'idle in transaction%'"
@@ -201,7 +209,7 @@ def test_leaky_tests_fail_with_alias_and_site_under_pytest_django(project: pytes
     )
     output = result.stdout.str()
     # Teardown failures are errors; the call phase of those tests passed.
-    result.assert_outcomes(passed=11, errors=6)
+    result.assert_outcomes(passed=12, errors=7)
     errored = {
         line.split("::")[-1].split(" ")[0]
         for line in result.stdout.lines
@@ -213,6 +221,7 @@ def test_leaky_tests_fail_with_alias_and_site_under_pytest_django(project: pytes
         "test_leaks_manual_transaction",
         "test_leaks_pin",
         "test_leaks_session_state",
+        "test_leaks_session_context",
         "test_three_leaks_a_pin_inside_the_class_transaction",
     }
     assert "alias 'default': 1 cursor(s) not closed." in output
@@ -220,6 +229,7 @@ def test_leaky_tests_fail_with_alias_and_site_under_pytest_django(project: pytes
     assert "autocommit left off (manual transaction)" in output
     assert "pinned() block not exited (1 level(s))" in output
     assert "session state set outside pinned() (SET)" in output
+    assert "session_context() left entered (app.tenant_id='9')" in output
     for marker, test in [
         ("SITE-CURSOR", "test_leaks_cursor"),
         ("SITE-ATOMIC", "test_leaks_atomic"),
