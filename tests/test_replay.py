@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import contextvars
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import psycopg
@@ -17,6 +16,7 @@ from django.db import connections, transaction
 from django_pg_real_pool import SessionContextError, pinned, session_context, task_scope
 from django_pg_real_pool._settings import parse_settings
 from tests.support.aliases import extra_alias
+from tests.support.concurrent import in_thread
 from tests.support.pgstat import admin_dsn, backend_gone, statement_counts, wait_until
 from tests.support.wrappers import SINGLE, assert_released
 
@@ -73,26 +73,6 @@ def login_user(alias: str) -> str:
 
 
 DEFAULT_PATH = '"$user", public'
-
-
-def in_thread(fn: Callable[[], Any], context: contextvars.Context | None = None) -> Any:
-    out: list[Any] = []
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            out.append(context.run(fn) if context is not None else fn())
-        except BaseException as exc:
-            errors.append(exc)
-        finally:
-            connections.close_all()
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    thread.join(60)
-    if errors:
-        raise errors[0]
-    return out[0]
 
 
 # -- session_context --------------------------------------------------------------

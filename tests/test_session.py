@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import logging
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import psycopg
@@ -12,6 +11,7 @@ import pytest
 from django.db import connections, transaction
 
 from django_pg_real_pool import SessionStateError, _session_policy, pinned
+from tests.support.concurrent import in_thread
 from tests.support.wrappers import SINGLE, assert_released
 from tests.testapp.models import Item
 
@@ -67,26 +67,6 @@ LEAKS: dict[str, tuple[str, str, Any]] = {
         False,
     ),
 }
-
-
-def in_thread(fn: Callable[[], Any]) -> Any:
-    out: list[Any] = []
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            out.append(fn())
-        except BaseException as exc:
-            errors.append(exc)
-        finally:
-            connections.close_all()
-
-    t = threading.Thread(target=run)
-    t.start()
-    t.join(60)
-    if errors:
-        raise errors[0]
-    return out[0]
 
 
 @pytest.mark.parametrize("leak", sorted(LEAKS))

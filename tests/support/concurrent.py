@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import threading
 from collections.abc import Callable
 from typing import TypeVar
@@ -39,3 +40,9 @@ def on_threads(count: int, work: Callable[[threading.Barrier], T]) -> list[T]:
     if errors:
         raise errors[0]
     return results  # type: ignore[return-value]
+
+
+def in_thread(fn: Callable[[], T], context: contextvars.Context | None = None) -> T:
+    """``fn()`` on a new thread, its result (or its exception). A plain thread
+    starts without the caller's ``contextvars``; ``context``: run in that one."""
+    return on_threads(1, lambda _: context.run(fn) if context is not None else fn())[0]
