@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 UNKNOWN = "\x00unknown"
 
 _IDLE = TransactionStatus.IDLE
+_INERROR = TransactionStatus.INERROR
 
 
 def on_borrow(wrapper: LeaseMixin, raw: Any, state: ConnState) -> None:
@@ -79,6 +80,14 @@ def apply_held(wrapper: LeaseMixin) -> None:
     raw, state = held
     want = _context.wanted(wrapper.alias)
     if want is state.replayed or want == state.replayed:
+        return
+    if raw.pgconn.transaction_status == _INERROR:
+        # A block left because a statement failed in a transaction: the server
+        # refuses everything until a rollback, which also undoes what the
+        # transaction set. Raising here would hide the original error; the
+        # next borrow sets the values again.
+        keys = [*dict(state.replayed or ()), *dict(want or ())]
+        state.replayed = _with_unknown(dict(state.replayed or ()), keys)
         return
     apply(wrapper, raw, state, want)
 

@@ -11,7 +11,7 @@ import pytest
 from asgiref.sync import async_to_sync, sync_to_async
 from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import request_finished, request_started
-from django.db import connections, transaction
+from django.db import DataError, connections, transaction
 
 from django_pg_real_pool import SessionContextError, pinned, session_context, task_scope
 from django_pg_real_pool._settings import parse_settings
@@ -337,6 +337,27 @@ def test_failed_apply_discards_the_connection_and_names_alias_and_setting(
         query(single, "SELECT 1")
     assert connections[single].connection is None
     assert wait_until(lambda: backend_gone(admin, backend))
+    assert seen(single) == (None, login_user(single), DEFAULT_PATH)
+    assert_released(single)
+
+
+def test_failed_apply_on_a_held_connection_fails_the_block_entry(single: str) -> None:
+    with pytest.raises(SessionContextError, match="pgrp_no_such_role"):
+        with transaction.atomic(using=single):
+            query(single, "SELECT 1")
+            with session_context(single, role="pgrp_no_such_role"):
+                pytest.fail("the block ran without its role")
+    assert seen(single) == (None, login_user(single), DEFAULT_PATH)
+    assert_released(single)
+
+
+def test_error_inside_a_block_in_a_transaction_is_the_error_raised(single: str) -> None:
+    with pytest.raises(DataError, match="division by zero"):
+        with transaction.atomic(using=single), session_context(single, role=ROLE):
+            assert seen(single)[1] == ROLE
+            # The transaction fails: leaving the block must not hide this error
+            # behind one from setting the role back.
+            query(single, "SELECT 1 / 0")
     assert seen(single) == (None, login_user(single), DEFAULT_PATH)
     assert_released(single)
 
