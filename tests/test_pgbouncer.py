@@ -9,7 +9,7 @@ fails at the first statement with an error naming the setting.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import psycopg
@@ -21,6 +21,7 @@ from django_pg_real_pool import SessionStateError
 from django_pg_real_pool.checks import check_alias
 from tests.settings import database
 from tests.support import pgstat
+from tests.support.concurrent import on_threads
 from tests.support.pgbouncer import PgBouncer, find_pgbouncer
 from tests.support.wrappers import add_alias, remove_aliases
 from tests.testapp.models import Item
@@ -107,27 +108,6 @@ def alias(request: pytest.FixtureRequest, aliases: dict[str, str]) -> Iterator[s
     connections[name].close()
 
 
-def _in_threads(count: int, work: Callable[[int], None]) -> None:
-    """Run ``work(i)`` in ``count`` threads, each closing its wrappers after;
-    re-raise the first failure."""
-    errors: list[BaseException] = []
-
-    def run(i: int) -> None:
-        try:
-            work(i)
-        except BaseException as exc:
-            errors.append(exc)
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
-    assert not errors, errors
-
-
 def _server_sessions(admin: psycopg.Connection[Any]) -> int:
     """PgBouncer's server sessions: they carry the clients' application_name."""
     return len(pgstat.sessions(admin, "bouncer"))
@@ -136,12 +116,12 @@ def _server_sessions(admin: psycopg.Connection[Any]) -> int:
 def test_queries_release_through_pgbouncer(alias: str, admin: psycopg.Connection[Any]) -> None:
     Item.objects.using(alias).bulk_create([Item(name=f"r{i}", value=i) for i in range(20)])
 
-    def work(i: int) -> None:
+    def work(_: threading.Barrier) -> None:
         for n in range(25):
             assert Item.objects.using(alias).filter(value=n % 20).count() == 1
             assert connections[alias].connection is None
 
-    _in_threads(8, work)
+    on_threads(8, work)
     # 8 threads, 4 pooled client connections, PgBouncer's 2 server sessions.
     assert 1 <= _server_sessions(admin) <= SERVER_CONNECTIONS
 
@@ -149,12 +129,12 @@ def test_queries_release_through_pgbouncer(alias: str, admin: psycopg.Connection
 def test_atomic_keeps_one_server_session_through_pgbouncer(alias: str) -> None:
     stop = threading.Event()
 
-    def noise(i: int) -> None:
+    def noise(_: threading.Barrier) -> None:
         # Other clients' transactions interleave on PgBouncer's 2 sessions.
         while not stop.is_set():
             Item.objects.using(alias).filter(value=-1).exists()
 
-    runner = threading.Thread(target=_in_threads, args=(3, noise))
+    runner = threading.Thread(target=on_threads, args=(3, noise))
     runner.start()
     try:
         for _ in range(5):
@@ -178,14 +158,15 @@ def test_atomic_keeps_one_server_session_through_pgbouncer(alias: str) -> None:
 
 def test_iterator_reads_every_row_through_pgbouncer(alias: str) -> None:
     Item.objects.using(alias).bulk_create([Item(name=f"i{i}", value=i) for i in range(300)])
-    seen: list[list[int]] = [[] for _ in range(4)]
 
-    def work(i: int) -> None:
+    def work(_: threading.Barrier) -> list[int]:
+        values = []
         for item in Item.objects.using(alias).order_by("value").iterator(chunk_size=25):
-            seen[i].append(item.value)
+            values.append(item.value)
             Item.objects.using(alias).filter(value=item.value).exists()
+        return values
 
-    _in_threads(4, work)
+    seen = on_threads(4, work)
     assert all(values == list(range(300)) for values in seen)
 
 
@@ -211,11 +192,11 @@ def test_server_side_binding_works_through_pgbouncer(aliases: dict[str, str]) ->
     try:
         Item.objects.using(alias).create(value=7)
 
-        def work(i: int) -> None:
+        def work(_: threading.Barrier) -> None:
             for _ in range(20):
                 assert Item.objects.using(alias).filter(value=7).count() == 1
 
-        _in_threads(4, work)
+        on_threads(4, work)
     finally:
         del wrapper.settings_dict["OPTIONS"]["server_side_binding"]
         wrapper.close()
